@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine with Python 3.11+ and git:
+#   make run    create .venv, install, reproduce the pipeline on the embedded flowers sample
+#   make test   create .venv, install, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Stage commands in dvc.yaml call `python`: make it the environment's.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test params clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	dvc repro
+
+test: install
+	python -m pytest $(PYTEST_ARGS)
+
+# Re-compose params.yaml after editing conf/ (dvc exp run does this by itself).
+params: install
+	python -m mcuvision.compose
+
+clean:
+	rm -rf $(VENV) .pytest_cache

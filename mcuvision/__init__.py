@@ -1,0 +1,1 @@
+"""Domain code shared by the pipeline stages: typed config, datasets, model, measurement."""

@@ -1,0 +1,106 @@
+"""Safe extraction of downloaded tar and zip archives.
+
+Every member is inspected before anything is written, so an archive that tries to escape its
+destination (path traversal, absolute paths, links pointing outside) is refused as a whole rather
+than half-extracted. `tarfile`'s "data" filter is kept as a second line of defense, and the
+extraction goes through `atomic_dir`, so a failure never leaves a partial tree at `dest`.
+"""
+from __future__ import annotations
+
+import gzip
+import lzma
+import posixpath
+import stat
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from mcuvision.atomic import atomic_dir
+
+# The format is told from the content, not the name: some hosts serve archives under
+# extension-less names (Mendeley's `file_downloaded`). A truncated zip still starts like this.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+# What truncated or corrupted compressed data raises; tarfile.FilterError is handled separately.
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, zipfile.BadZipFile)
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside the destination, or is not a plain file/folder."""
+
+
+class CorruptArchiveError(ValueError):
+    """The archive is truncated or damaged."""
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Extract a .tar(.gz/.bz2/.xz)/.tgz or .zip `archive` into `dest`, all or nothing."""
+    archive, dest = Path(archive), Path(dest)
+    with open(archive, "rb") as f:
+        is_zip = f.read(4) in _ZIP_MAGIC
+    try:
+        with atomic_dir(dest) as tmp:
+            if is_zip:
+                _extract_zip(archive, tmp)
+            else:
+                _extract_tar(archive, tmp)
+    except tarfile.FilterError as exc:
+        # Only reached if the checks below missed something the data filter caught.
+        raise UnsafeArchiveError(f"{archive}: unsafe member refused by tarfile: {exc}") from exc
+    except _CORRUPT as exc:
+        raise CorruptArchiveError(f"{archive} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def _escapes(path: str) -> bool:
+    """True if `path`, taken relative to the destination, is absolute or climbs out of it."""
+    if posixpath.isabs(path):
+        return True
+    normal = posixpath.normpath(path)
+    return normal == ".." or normal.startswith("../")
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive, "r:*") as tf:
+        # getmembers() reads the whole archive, so a truncated one also fails before any write.
+        for member in tf.getmembers():
+            _check_tar_member(member)
+        tf.extractall(dest, filter="data")
+
+
+def _check_tar_member(member: tarfile.TarInfo) -> None:
+    name = member.name
+    if _escapes(name):
+        raise UnsafeArchiveError(f"member {name!r} would be written outside the destination")
+    if member.issym():
+        # A symlink target is relative to the folder holding the link.
+        target = posixpath.join(posixpath.dirname(name), member.linkname)
+        if _escapes(target):
+            raise UnsafeArchiveError(f"symlink {name!r} -> {member.linkname!r} points outside the destination")
+    elif member.islnk():
+        # A hard link target is relative to the archive root.
+        if _escapes(member.linkname):
+            raise UnsafeArchiveError(f"hard link {name!r} -> {member.linkname!r} points outside the destination")
+    elif member.isdev():  # character/block devices and fifos
+        raise UnsafeArchiveError(f"member {name!r} is a device or fifo")
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            _check_zip_member(info)
+        # CRC and truncated-stream errors surface here, inside atomic_dir, so dest stays untouched.
+        zf.extractall(dest)
+
+
+def _check_zip_member(info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    if _escapes(name):
+        raise UnsafeArchiveError(f"member {name!r} would be written outside the destination")
+    # Unix file types are stored in the high 16 bits; zipfile would write a link as a plain file
+    # holding its target, which a dataset never needs, so any link or special file is refused.
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise UnsafeArchiveError(f"member {name!r} is a symlink")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise UnsafeArchiveError(f"member {name!r} is a device, fifo or socket")

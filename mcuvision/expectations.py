@@ -1,0 +1,117 @@
+"""The Great Expectations suite over the image manifest, its results, and its Data Docs.
+
+Each expectation carries a severity: a failed `critical` one stops the pipeline (the data
+cannot be trained on as it is), a failed `warning` is reported and the run goes on.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ChecksConfig
+from .images import DECODABLE_FORMATS
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network calls from a pipeline stage
+
+
+@dataclass
+class Finding:
+    check: str
+    severity: str
+    success: bool
+    unexpected_count: int
+    files: list[str]
+    observed: object = None
+
+    def as_dict(self) -> dict:
+        return {"check": self.check, "severity": self.severity, "success": self.success,
+                "unexpected_count": self.unexpected_count, "files": self.files[:50],
+                "observed": self.observed}
+
+
+def add_derived_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-row facts about groups of rows, so that row-level expectations can check them."""
+    rows = rows.copy()
+    rows["class_count"] = rows.groupby("label")["path"].transform("size")
+    rows["class_share_of_largest"] = rows["class_count"] / rows["class_count"].max()
+    rows["sha256_splits"] = rows.groupby("sha256")["split"].transform("nunique")
+    rows["sha256_labels"] = rows.groupby("sha256")["label"].transform("nunique")
+    return rows
+
+
+def build_suite(classes: list[str], checks: ChecksConfig):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    critical, warning = "critical", "warning"
+    expectations = [
+        gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], severity=critical,
+                                        description="every file decodes as an image"),
+        gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(DECODABLE_FORMATS), severity=critical,
+                                        description="formats the training pipeline can decode"),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=classes, severity=critical,
+                                        description="labels in the class set"),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="label", value_set=classes, severity=critical,
+                                                 description="no empty class"),
+        gxe.ExpectColumnValuesToBeBetween(column="class_count", min_value=checks.min_images_per_class,
+                                          severity=critical, description="minimum images per class"),
+        gxe.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$", severity=critical,
+                                           description="sha256 well-formed"),
+        gxe.ExpectColumnValuesToBeBetween(column="sha256_splits", max_value=1, severity=warning,
+                                          description="no identical image in two splits (fixed: dropped)"),
+        gxe.ExpectColumnValuesToBeBetween(column="sha256_labels", max_value=1, severity=warning,
+                                          description="no identical image under two labels"),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=checks.min_side, max_value=checks.max_side,
+                                          severity=warning, description="image width within bounds"),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=checks.min_side, max_value=checks.max_side,
+                                          severity=warning, description="image height within bounds"),
+        gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=["RGB"], severity=warning,
+                                        description="RGB images (others are converted at load)"),
+        gxe.ExpectColumnValuesToBeBetween(column="class_share_of_largest", min_value=1.0 / checks.max_imbalance,
+                                          severity=warning, description="class balance"),
+    ]
+    suite = gx.ExpectationSuite(name="image_manifest")
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    return suite
+
+
+def run_suite(rows: pd.DataFrame, classes: list[str], checks: ChecksConfig, docs_dir: Path) -> tuple[list[Finding], dict]:
+    """Validate `rows`; write Data Docs HTML into `docs_dir`. Returns findings and the raw GX result."""
+    import great_expectations as gx
+
+    rows = add_derived_columns(rows).reset_index(drop=True)
+    with tempfile.TemporaryDirectory(prefix="gx.") as project:
+        context = gx.get_context(mode="file", project_root_dir=project)
+        context.variables.progress_bars = {"globally": False}
+        batch = (context.data_sources.add_pandas("manifest").add_dataframe_asset("images")
+                 .add_batch_definition_whole_dataframe("all"))
+        suite = context.suites.add(build_suite(classes, checks))
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name="validate", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "COMPLETE"}))
+        outcome = checkpoint.run(batch_parameters={"dataframe": rows})
+        result = next(iter(outcome.run_results.values()))
+        site = Path(project) / "gx" / "uncommitted" / "data_docs" / "local_site"
+        shutil.rmtree(docs_dir, ignore_errors=True)
+        shutil.copytree(site, docs_dir)
+    findings = [_finding(r, rows) for r in result.results]
+    return findings, result.to_json_dict()
+
+
+def _finding(result, rows: pd.DataFrame) -> Finding:
+    config = result.expectation_config
+    details = result.result or {}
+    positions = details.get("unexpected_index_list") or []
+    files = sorted(rows.loc[[p for p in positions if isinstance(p, int)], "path"].tolist())
+    severity = getattr(config.severity, "value", str(config.severity)).lower()
+    return Finding(check=config.description or config.type, severity=severity, success=bool(result.success),
+                   unexpected_count=int(details.get("unexpected_count") or 0), files=files,
+                   observed=details.get("observed_value"))

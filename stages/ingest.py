@@ -1,0 +1,82 @@
+"""ingest: bring the configured dataset source to data/raw/ as class sub-folders + SOURCE.json.
+
+Sources: the embedded sample, a local folder (optionally with a test folder), a URL archive
+(downloaded once into a cache outside the pipeline, sha256-checked, extracted safely), or the
+synthetic generator. data/raw/ is replaced in one rename at the end: a failure leaves the old one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from mcuvision.archive import safe_extract
+from mcuvision.atomic import atomic_dir, write_json
+from mcuvision.config import ConfigError, DatasetConfig, load_params
+from mcuvision.download import fetch
+from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic
+
+def download_cache() -> Path:
+    """Archives live outside the pipeline outputs, so `dvc repro` after a change never re-downloads."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mcuvision" / "downloads"
+    return Path(os.environ.get("MCUVISION_DOWNLOAD_CACHE", default))
+
+
+def recorded_sha256(out: Path, url: str) -> str | None:
+    """Trust on first use: a source without a published checksum is pinned to its first download."""
+    record = out / RECORD
+    if not record.is_file():
+        return None
+    previous = json.loads(record.read_text(encoding="utf-8"))
+    return previous.get("sha256") if previous.get("url") == url else None
+
+
+def bring(config: DatasetConfig, dest: Path, out: Path, cache: Path) -> dict:
+    source = config.source
+    if source.kind == "synthetic":
+        return from_synthetic(config, dest)
+    if source.kind in ("sample", "folder"):
+        test_root = Path(source.test_path) if source.test_path else None
+        return {"path": source.path, "test_path": source.test_path,
+                **from_folders(Path(source.path), test_root, dest)}
+    expected = source.sha256 or recorded_sha256(out, source.url)
+    archive, digest = fetch(source.url, expected, cache)
+    print(f"ingest: extracting {archive.name}", flush=True)
+    with tempfile.TemporaryDirectory(prefix=".extract.", dir=out.parent) as scratch:
+        extracted = Path(scratch) / "x"
+        safe_extract(archive, extracted)
+        record = from_extracted(extracted, source, dest)
+    return {"url": source.url, "sha256": digest, "sha256_published": source.sha256 is not None, **record}
+
+
+def run(config: DatasetConfig, out: Path, cache: Path | None = None) -> dict:
+    cache = cache or download_cache()
+    with atomic_dir(out) as tmp:
+        record = {"dataset": config.name, "kind": config.source.kind, **bring(config, tmp, out, cache)}
+        found = len(record["classes"])
+        if config.num_classes is not None and found != config.num_classes:
+            raise SourceError(f"dataset.num_classes={config.num_classes} but the source has {found} "
+                              f"classes: {', '.join(record['classes'])}")
+        write_json(tmp / RECORD, record)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Bring the configured dataset to class folders.")
+    parser.add_argument("--out", type=Path, required=True, help="destination, e.g. data/raw")
+    args = parser.parse_args()
+    try:
+        config = DatasetConfig.from_params(load_params())
+        record = run(config, args.out)
+    except (ConfigError, SourceError, OSError, ValueError, RuntimeError) as error:
+        sys.exit(f"ingest failed: {error}")
+    counts = record["counts"]
+    total = sum(sum(c.values()) for c in counts.values()) if record["splits"] else sum(counts.values())
+    print(f"ingest: {config.name}: {len(record['classes'])} classes, {total} files -> {args.out}/")
+
+
+if __name__ == "__main__":
+    main()

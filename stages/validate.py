@@ -1,0 +1,118 @@
+"""validate: data/raw/ -> the image manifest with deterministic splits, checked by Great Expectations.
+
+1. List every file of data/raw/ with its label (its class folder) and the source's own split.
+2. Inspect each file (sha256, full decode, size, mode, format) in parallel.
+3. Assign splits: the dataset's own test split where it has one, else ST's seeded rule.
+4. Run the expectation suite; write its results, Data Docs and metrics/validate.json.
+5. Stop on critical findings, naming the files; otherwise drop identical images from all but
+   one split and write the manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mcuvision.atomic import atomic_path, write_json
+from mcuvision.config import ConfigError, DatasetConfig, load_params, seed_of
+from mcuvision.expectations import Finding, run_suite
+from mcuvision.images import inspect_files
+from mcuvision.sources import RECORD, is_junk
+from mcuvision.splits import SPLIT_ORDER, assign_splits, drop_cross_split_duplicates
+
+MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "sha256", "width", "height",
+                    "mode", "format", "bytes"]
+
+
+class ValidationFailed(RuntimeError):
+    """Critical expectations failed: the data cannot be trained on as it is."""
+
+
+def list_files(raw: Path, record: dict) -> pd.DataFrame:
+    roots = [(raw / s, s) for s in record["splits"]] if record.get("splits") else [(raw, "")]
+    rows = []
+    for root, source_split in roots:
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_junk(p)):
+            for f in sorted(folder.iterdir()):
+                if f.is_file() and not is_junk(f):
+                    rows.append({"path": f.relative_to(raw).as_posix(), "label": folder.name,
+                                 "source_split": source_split})
+    return pd.DataFrame(rows, columns=["path", "label", "source_split"])
+
+
+def split_counts(rows: pd.DataFrame, classes: list[str]) -> dict:
+    table = pd.crosstab(rows["label"], rows["split"]).reindex(index=classes, columns=SPLIT_ORDER, fill_value=0)
+    return {cls: {s: int(table.loc[cls, s]) for s in SPLIT_ORDER} for cls in classes}
+
+
+def critical_message(failed: list[Finding]) -> str:
+    lines = ["critical data checks failed:"]
+    for f in failed:
+        lines.append(f"  - {f.check}: {f.unexpected_count or ''} {'offending files:' if f.files else ''}".rstrip())
+        lines += [f"      {path}" for path in f.files[:20]]
+        if len(f.files) > 20:
+            lines.append(f"      ... and {len(f.files) - 20} more (reports/validation/)")
+        if not f.files and f.observed is not None:
+            lines.append(f"      observed: {f.observed}")
+    return "\n".join(lines)
+
+
+def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Path, reports: Path) -> dict:
+    record = json.loads((raw / RECORD).read_text(encoding="utf-8"))
+    classes = record["classes"]
+    rows = list_files(raw, record)
+    facts = pd.DataFrame(inspect_files(raw / p for p in rows["path"]), index=rows.index)
+    rows = rows.join(facts)
+    rows["class_index"] = rows["label"].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int)
+    rows["split"] = assign_splits(rows, config.split.val_fraction, config.split.test_fraction, seed)
+
+    reports.mkdir(parents=True, exist_ok=True)
+    findings, gx_result = run_suite(rows, classes, config.checks, reports / "data_docs")
+    write_json(reports / "expectations.json", gx_result)
+    kept, dropped = drop_cross_split_duplicates(rows)
+    with atomic_path(reports / "dropped_duplicates.csv") as tmp:
+        dropped[["path", "label", "split", "sha256"]].to_csv(tmp, index=False)
+
+    failed = [f for f in findings if not f.success]
+    summary = {
+        "images": int(len(kept)), "classes": len(classes),
+        "splits": {s: int((kept["split"] == s).sum()) for s in SPLIT_ORDER},
+        "per_class": split_counts(kept, classes),
+        "dropped_duplicates": int(len(dropped)),
+        "checks": {"passed": len(findings) - len(failed),
+                   "failed_critical": sum(f.severity == "critical" for f in failed),
+                   "failed_warning": sum(f.severity != "critical" for f in failed)},
+        "issues": [f.as_dict() for f in failed],
+    }
+    write_json(metrics, summary)
+    critical = [f for f in failed if f.severity == "critical"]
+    if critical:
+        raise ValidationFailed(critical_message(critical))
+    with atomic_path(manifest) as tmp:
+        kept[MANIFEST_COLUMNS].to_csv(tmp, index=False)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build and check the image manifest.")
+    for name in ("raw", "manifest", "metrics", "reports"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        params = load_params()
+        summary = run(DatasetConfig.from_params(params), seed_of(params), args.raw, args.manifest,
+                      args.metrics, args.reports)
+    except (ConfigError, ValidationFailed, FileNotFoundError) as error:
+        sys.exit(f"validate failed: {error}")
+    for issue in summary["issues"]:
+        print(f"validate: warning: {issue['check']}: {issue['unexpected_count']} rows "
+              f"{', '.join(issue['files'][:5])}{' ...' if len(issue['files']) > 5 else ''}")
+    print(f"validate: {summary['images']} images, {summary['classes']} classes, splits {summary['splits']}, "
+          f"{summary['dropped_duplicates']} duplicates dropped -> {args.manifest}")
+
+
+if __name__ == "__main__":
+    main()
