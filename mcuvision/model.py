@@ -106,8 +106,9 @@ def _squeeze_excite(x, in_channels: int, se_ratio: float, name: str):
     """SE whose bottleneck is sized from the block's INPUT channels, logits clipped to [-4, 4]."""
     expanded = x.shape[-1]
     squeezed = max(1, int(in_channels * se_ratio))
-    s = layers.GlobalAveragePooling2D(name=f"{name}_se_squeeze")(x)
-    s = layers.Reshape((1, 1, expanded), name=f"{name}_se_reshape")(s)
+    # keepdims=True is ST's "pool then reshape to (1, 1, E)" in one layer; a Reshape would
+    # convert to SHAPE/STRIDED_SLICE/PACK/RESHAPE per block because the batch is dynamic.
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_squeeze")(x)
     s = layers.Conv2D(squeezed, 1, use_bias=True, name=f"{name}_se_reduce")(s)
     s = layers.ReLU(6.0, name=f"{name}_se_relu6")(s)
     s = layers.Conv2D(expanded, 1, use_bias=True, name=f"{name}_se_expand")(s)

@@ -1,0 +1,59 @@
+"""Typed config: bad values stop a stage with the key, the value and what is allowed."""
+import pytest
+
+from mcuvision.config import ConfigError, DatasetConfig, ModelConfig, known_datasets, seed_of
+
+
+def test_project_params_are_valid(params):
+    dataset = DatasetConfig.from_params(params)
+    model = ModelConfig.from_params(params)
+    assert dataset.name == "flowers_mini" and dataset.source.kind == "sample"
+    assert model.res % 32 == 0
+    assert seed_of(params) == 127
+
+
+def test_known_datasets_are_the_conf_variants():
+    assert set(known_datasets()) == {"flowers_mini", "flowers", "plant_village", "food101", "folder", "synthetic"}
+
+
+@pytest.mark.parametrize("edit, key, allowed", [
+    (lambda p: p["dataset"].update(name="imagenet"), "dataset.name=", "one of"),
+    (lambda p: p["dataset"]["source"].update(kind="ftp"), "dataset.source.kind='ftp'", "one of sample, folder, url, synthetic"),
+    (lambda p: p["model"].update(res=100), "model.res=100", "positive multiple of 32"),
+    (lambda p: p["model"].update(res=0), "model.res=0", "positive multiple of 32"),
+    (lambda p: p["model"].update(res=-64), "model.res=-64", "positive multiple of 32"),
+    (lambda p: p["model"].update(res="224"), "model.res='224'", "positive multiple of 32"),
+    (lambda p: p["dataset"]["split"].update(val_fraction=1.2), "dataset.split.val_fraction=1.2", "(0.0, 1.0)"),
+    (lambda p: p["dataset"]["split"].update(val_fraction=0.0), "dataset.split.val_fraction=0.0", "(0.0, 1.0)"),
+    (lambda p: p["dataset"]["split"].update(test_fraction=-0.1), "dataset.split.test_fraction=-0.1", "[0.0, 1.0)"),
+    (lambda p: p["dataset"]["split"].update(val_fraction=0.6, test_fraction=0.5), "dataset.split.test_fraction=0.5", "< 1"),
+    (lambda p: p["dataset"]["checks"].update(min_images_per_class=-3), "dataset.checks.min_images_per_class=-3", "integer >= 1"),
+    (lambda p: p["dataset"].update(num_classes=-5), "dataset.num_classes=-5", "integer >= 2"),
+    (lambda p: p["model"].update(interpolation="lanczos7"), "model.interpolation='lanczos7'", "nearest"),
+])
+def test_bad_values_name_key_value_and_allowed(params, edit, key, allowed):
+    edit(params)
+    with pytest.raises(ConfigError) as error:
+        DatasetConfig.from_params(params)
+        ModelConfig.from_params(params)
+    assert key in str(error.value) and allowed in str(error.value)
+
+
+def test_url_source_needs_url_and_well_formed_sha256(params):
+    params["dataset"]["source"] = {"kind": "url", "url": "ftp://x/y.tgz"}
+    with pytest.raises(ConfigError, match="dataset.source.url='ftp://x/y.tgz'"):
+        DatasetConfig.from_params(params)
+    params["dataset"]["source"] = {"kind": "url", "url": "http://x/y.tgz", "sha256": "abc"}
+    with pytest.raises(ConfigError, match="dataset.source.sha256='abc'.*64 hex"):
+        DatasetConfig.from_params(params)
+
+
+def test_folder_source_needs_a_path(params):
+    params["dataset"].update(name="folder", source={"kind": "folder", "path": None})
+    with pytest.raises(ConfigError, match="dataset.source.path=None.*required"):
+        DatasetConfig.from_params(params)
+
+
+def test_missing_seed_is_named():
+    with pytest.raises(ConfigError, match="seed=None"):
+        seed_of({})
