@@ -89,10 +89,13 @@ class SourceConfig:
         kind = _choice(section, prefix, "kind", SOURCE_KINDS)
         layout = section.get("layout", "class_folders")
         require(layout in LAYOUTS, f"{prefix}.layout", layout, f"one of {', '.join(LAYOUTS)}")
+        path = section.get("path")
         if kind in ("sample", "folder"):
-            path = section.get("path")
             require(isinstance(path, str) and bool(path), f"{prefix}.path", path,
                     f"a folder of class sub-folders (required when {prefix}.kind={kind})")
+        else:  # dvc.yaml tracks `path` as ingest's input whatever the kind
+            require(isinstance(path, str) and bool(path), f"{prefix}.path", path,
+                    "the file DVC tracks for this source (its conf file, or the generator)")
         if kind == "url":
             url = section.get("url")
             require(isinstance(url, str) and url.startswith(("http://", "https://")),

@@ -15,6 +15,7 @@ CHECKS = {"min_images_per_class": 2, "min_side": 8, "max_side": 4096, "max_imbal
 
 def dataset_config(source: dict, num_classes: int | None = None, val: float = 0.2, test: float = 0.2,
                    checks: dict | None = None) -> DatasetConfig:
+    source = {"path": "conf/dataset/t.yaml", **source}  # url/synthetic kinds: only tracked by DVC
     params = {"dataset": {"name": "t", "num_classes": num_classes, "source": source,
                           "split": {"val_fraction": val, "test_fraction": test},
                           "checks": {**CHECKS, **(checks or {})}}}

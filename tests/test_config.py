@@ -40,10 +40,10 @@ def test_bad_values_name_key_value_and_allowed(params, edit, key, allowed):
 
 
 def test_url_source_needs_url_and_well_formed_sha256(params):
-    params["dataset"]["source"] = {"kind": "url", "url": "ftp://x/y.tgz"}
+    params["dataset"]["source"] = {"kind": "url", "path": "p", "url": "ftp://x/y.tgz"}
     with pytest.raises(ConfigError, match="dataset.source.url='ftp://x/y.tgz'"):
         DatasetConfig.from_params(params)
-    params["dataset"]["source"] = {"kind": "url", "url": "http://x/y.tgz", "sha256": "abc"}
+    params["dataset"]["source"] = {"kind": "url", "path": "p", "url": "http://x/y.tgz", "sha256": "abc"}
     with pytest.raises(ConfigError, match="dataset.source.sha256='abc'.*64 hex"):
         DatasetConfig.from_params(params)
 
