@@ -15,11 +15,14 @@ from typing import Any, Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary file path beside `final`; rename it onto `final` on success only."""
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file path beside `final`; rename it onto `final` on success only.
+
+    The temporary name keeps `final`'s suffix, since some writers (Keras) insist on it.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -20,6 +20,10 @@ SOURCE_KINDS = ("sample", "folder", "url", "synthetic")
 LAYOUTS = ("class_folders", "food101")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 MODELS = ("st_efficientnet_lc_v1",)
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "plateau", "constant")
+CACHES = ("memory", "disk")
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 
 
 class ConfigError(ValueError):
@@ -196,6 +200,70 @@ class ModelConfig:
                    se_ratio=_float(section, "model", "se_ratio", 0.0, 1.0, low_open=True),
                    drop_connect=_float(section, "model", "drop_connect", 0.0, 1.0, high_open=True),
                    interpolation=_choice(section, "model", "interpolation", INTERPOLATIONS))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: str
+    translation: float
+    rotation: float
+    zoom: float
+    contrast: float
+    brightness: float
+    hue: float
+    erasing: float
+
+    @classmethod
+    def from_params(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
+        strengths = {name: _float(section, prefix, name, 0.0, 1.0)
+                     for name in ("translation", "rotation", "zoom", "contrast", "brightness", "hue", "erasing")}
+        return cls(flip=_choice(section, prefix, "flip", FLIPS), **strengths)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: int
+    plateau_factor: float
+    plateau_patience: int
+    label_smoothing: float
+    dropout: float
+    bn_momentum: float
+    early_stopping_patience: int
+    cache: str
+    deterministic: bool
+    mixed_precision: bool
+    augment: AugmentConfig
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "TrainConfig":
+        s, p = _section(params, "train"), "train"
+        epochs = _int(s, p, "epochs", 1)
+        warmup = _int(s, p, "warmup_epochs", 0)
+        require(warmup < epochs or warmup == 0, "train.warmup_epochs", warmup, f"fewer than train.epochs ({epochs})")
+        flags = {}
+        for name in ("deterministic", "mixed_precision"):
+            require(isinstance(s.get(name), bool), f"train.{name}", s.get(name), "true or false")
+            flags[name] = s[name]
+        return cls(name=str(s.get("name")), epochs=epochs, batch_size=_int(s, p, "batch_size", 1),
+                   optimizer=_choice(s, p, "optimizer", OPTIMIZERS),
+                   learning_rate=_float(s, p, "learning_rate", 0.0, 10.0, low_open=True),
+                   weight_decay=_float(s, p, "weight_decay", 0.0, 1.0),
+                   schedule=_choice(s, p, "schedule", SCHEDULES), warmup_epochs=warmup,
+                   plateau_factor=_float(s, p, "plateau_factor", 0.0, 1.0, low_open=True, high_open=True),
+                   plateau_patience=_int(s, p, "plateau_patience", 1),
+                   label_smoothing=_float(s, p, "label_smoothing", 0.0, 1.0, high_open=True),
+                   dropout=_float(s, p, "dropout", 0.0, 1.0, high_open=True),
+                   bn_momentum=_float(s, p, "bn_momentum", 0.0, 1.0, high_open=True),
+                   early_stopping_patience=_int(s, p, "early_stopping_patience", 1),
+                   cache=_choice(s, p, "cache", CACHES), **flags,
+                   augment=AugmentConfig.from_params(_section(s, "augment"), "train.augment"))
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:

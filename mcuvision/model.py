@@ -165,5 +165,6 @@ def build_model(num_classes: int, res: int, dropout: float = 0.2, width: float =
     x = _conv_bn(x, round_filters(_HEAD_FILTERS, width), 1, 1, name="top")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="top_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 softmax even under a mixed-precision policy: float16 probabilities underflow.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="st_efficientnet_lc_v1")

@@ -57,3 +57,23 @@ def test_folder_source_needs_a_path(params):
 def test_missing_seed_is_named():
     with pytest.raises(ConfigError, match="seed=None"):
         seed_of({})
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("epochs", -1, "integer >= 1"), ("batch_size", 0, "integer >= 1"), ("optimizer", "sgd", "adam, adamw"),
+    ("schedule", "step", "cosine, plateau, constant"), ("learning_rate", 0, "(0.0, 10.0]"),
+    ("cache", "gpu", "memory, disk"), ("deterministic", "yes", "true or false"),
+])
+def test_bad_train_values_are_named(params, key, value, allowed):
+    from mcuvision.config import TrainConfig
+    params["train"][key] = value
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.from_params(params)
+    assert f"train.{key}={value!r}" in str(error.value) and allowed in str(error.value)
+
+
+def test_bad_augmentation_is_named(params):
+    from mcuvision.config import TrainConfig
+    params["train"]["augment"]["rotation"] = 2.5
+    with pytest.raises(ConfigError, match=r"train.augment.rotation=2.5 .*\[0.0, 1.0\]"):
+        TrainConfig.from_params(params)

@@ -1,0 +1,184 @@
+"""train: the manifest's train and val splits -> the float ST EfficientNet LC v1 (.keras) + metrics.
+
+Interruptions: after every epoch the model and optimizer state are backed up in a folder keyed
+by a fingerprint of (params, manifest); a killed run re-run with the same inputs RESUMES from
+the last finished epoch. The backup is deleted once training ends. The .keras file appears
+only when training has finished (written to a temporary name, then renamed).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mcuvision.atomic import atomic_path, write_json  # noqa: E402
+from mcuvision.augment import build_augmenter  # noqa: E402
+from mcuvision.config import ConfigError, ModelConfig, TrainConfig, as_dict, load_params, seed_of  # noqa: E402
+from mcuvision.data import make_dataset, read_split  # noqa: E402
+from mcuvision.model import build_model  # noqa: E402
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images/s per epoch, timed over the training batches only (not validation)."""
+
+    def __init__(self, images: int):
+        super().__init__()
+        self.images, self.per_epoch = images, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.per_epoch.append(self.images / max(self.last - self.start, 1e-9))
+
+
+def pick_strategy() -> tf.distribute.Strategy:
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    if gpus:
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.get_strategy()
+
+
+def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest: Path) -> str:
+    digest = hashlib.sha256(json.dumps([as_dict(train), as_dict(model), seed], sort_keys=True).encode())
+    digest.update(manifest.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def learning_rate(train: TrainConfig, steps_per_epoch: int):
+    if train.schedule != "cosine":
+        return train.learning_rate  # constant, or lowered by ReduceLROnPlateau
+    warmup = train.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=train.learning_rate * (0.01 if warmup else 1.0),
+        decay_steps=max(1, train.epochs * steps_per_epoch - warmup),
+        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int) -> None:
+    rate = learning_rate(train, steps_per_epoch)
+    if train.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+                  metrics=["accuracy"])
+
+
+def callbacks(train: TrainConfig, backup: Path, live_dir: Path, throughput: Throughput) -> list:
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    chosen = [
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience,
+                                      restore_best_weights=True, verbose=1),
+        throughput,
+        DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
+    ]
+    if train.schedule == "plateau":
+        chosen.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=train.plateau_factor,
+                                                        patience=train.plateau_patience, verbose=1))
+    return chosen
+
+
+def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path: Path, raw: Path,
+        model_out: Path, metrics_out: Path, live_dir: Path, backup_root: Path, extra_callbacks=()) -> dict:
+    keras.utils.set_random_seed(seed)
+    if train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = pick_strategy()
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if train.mixed_precision and on_gpu:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    manifest = pd.read_csv(manifest_path)
+    classes = manifest.drop_duplicates("class_index").sort_values("class_index")["label"].tolist()
+    train_split, val_split = read_split(manifest, raw, "train"), read_split(manifest, raw, "val")
+    res, interpolation = model_config.res, model_config.interpolation
+    augment = build_augmenter(train.augment, seed)
+    work = backup_root / fingerprint(train, model_config, seed, manifest_path)
+    # A disk cache is rebuilt every run: one left by a killed run is incomplete (and locked).
+    cache_dir = work / "decoded"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    train_ds = make_dataset(train_split, len(classes), res, interpolation, train.batch_size, training=True,
+                            cache=train.cache, cache_dir=cache_dir / "train", augment=augment, seed=seed)
+    val_ds = make_dataset(val_split, len(classes), res, interpolation, train.batch_size, training=False,
+                          cache=train.cache, cache_dir=cache_dir / "val")
+    steps_per_epoch = math.ceil(len(train_split) / train.batch_size)
+
+    with strategy.scope():
+        model = build_model(len(classes), res, dropout=train.dropout, width=model_config.width,
+                            depth=model_config.depth, expansion=model_config.expansion,
+                            se_ratio=model_config.se_ratio, drop_connect=model_config.drop_connect)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = train.bn_momentum
+        compile_model(model, train, steps_per_epoch)
+
+    backup = work / "state"
+    throughput = Throughput(len(train_split))
+    print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
+          f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2,
+                        callbacks=callbacks(train, backup, live_dir, throughput) + list(extra_callbacks))
+    wall = time.perf_counter() - start
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+    with atomic_path(model_out) as tmp:
+        model.save(tmp)
+    val_acc = history.history.get("val_accuracy", [])
+    steady = throughput.per_epoch[1:] or throughput.per_epoch
+    metrics = {
+        "best_val_accuracy": float(max(val_acc)) if val_acc else None,
+        "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
+        # After a resume, history holds only the epochs of this run; the backup kept the rest.
+        "epochs_run": len(val_acc), "wall_time_s": round(wall, 1),
+        "images_per_s": round(float(np.median(steady)), 1) if steady else None,
+        "train_images": len(train_split), "val_images": len(val_split), "classes": classes,
+        "device": "GPU" if on_gpu else "CPU", "replicas": strategy.num_replicas_in_sync,
+    }
+    write_json(metrics_out, metrics)
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the float model.")
+    for name in ("manifest", "raw", "model", "metrics", "live", "backup"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        params = load_params()
+        train, model_config = TrainConfig.from_params(params), ModelConfig.from_params(params)
+        seed = seed_of(params)
+    except ConfigError as error:
+        sys.exit(f"train failed: {error}")
+    metrics = run(train, model_config, seed, args.manifest, args.raw, args.model, args.metrics,
+                  args.live, args.backup)
+    print(f"train: best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
+          f"{metrics['epochs_run']} epochs in {metrics['wall_time_s']} s, {metrics['images_per_s']} img/s "
+          f"-> {args.model}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""train: learns on tiny synthetic data, writes every output, resumes after an interruption."""
+from __future__ import annotations
+
+import json
+
+import keras
+import pandas as pd
+import pytest
+
+from mcuvision.config import ModelConfig, TrainConfig
+from mcuvision.synthetic import make_dataset
+from stages import train as train_stage
+
+CLASSES = 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Synthetic class folders and a hand-made manifest: 3 classes, 24 train + 8 val images each."""
+    raw = tmp_path_factory.mktemp("raw")
+    make_dataset(raw, CLASSES, 32, 64, seed=3)
+    rows = []
+    for index in range(CLASSES):
+        for n in range(32):
+            rows.append({"path": f"class_{index:03d}/{n:04d}.jpg", "label": f"class_{index:03d}",
+                         "class_index": index, "split": "train" if n < 24 else "val"})
+    manifest = raw.parent / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return raw, manifest
+
+
+def configs(params, epochs: int) -> tuple[TrainConfig, ModelConfig]:
+    params["model"]["res"] = 64
+    params["train"].update(epochs=epochs, batch_size=8, learning_rate=0.002, warmup_epochs=0,
+                           early_stopping_patience=10, label_smoothing=0.0)
+    return TrainConfig.from_params(params), ModelConfig.from_params(params)
+
+
+def outputs(tmp_path):
+    return {"model_out": tmp_path / "models" / "float.keras", "metrics_out": tmp_path / "train.json",
+            "live_dir": tmp_path / "live", "backup_root": tmp_path / "backup"}
+
+
+def test_two_epochs_beat_chance_and_write_every_output(tmp_path, tiny, params):
+    raw, manifest = tiny
+    train, model = configs(params, epochs=2)
+    out = outputs(tmp_path)
+    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    assert metrics["best_val_accuracy"] > 1.0 / CLASSES + 0.15, metrics
+    assert metrics["epochs_run"] == 2 and metrics["images_per_s"] > 0 and metrics["train_images"] == 72
+    assert json.loads(out["metrics_out"].read_text())["classes"] == ["class_000", "class_001", "class_002"]
+    loaded = keras.models.load_model(out["model_out"])  # safe_mode=True by default
+    assert loaded.output_shape == (None, CLASSES)
+    assert (out["live_dir"] / "plots" / "metrics" / "eval" / "accuracy.tsv").is_file()
+    assert not any(out["backup_root"].rglob("*.weights.h5")), "the resume backup is removed after success"
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a kill: stops the process's training after `epoch` epochs."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt(f"interrupted after epoch {self.after}")
+
+
+def test_interrupted_run_leaves_no_model_and_resumes(tmp_path, tiny, params):
+    raw, manifest = tiny
+    train, model = configs(params, epochs=3)
+    out = outputs(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage.run(train, model, 127, manifest, raw, **out, extra_callbacks=[Interrupt(after=2)])
+    assert not out["model_out"].exists(), "no half-written model after an interruption"
+    folder = out["model_out"].parent
+    assert not folder.exists() or not any(folder.iterdir()), "nor any temporary file beside it"
+    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    assert metrics["epochs_run"] == 1, "the re-run resumes after the 2 finished epochs"
+    assert out["model_out"].is_file()
