@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.config import AugmentConfig  # noqa: E402
+from mcuvision.config.train import AugmentConfig  # noqa: E402
 from mcuvision.data import Split, make_dataset  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
 
@@ -69,7 +69,8 @@ def list_images(folder: Path) -> tuple[Split, int]:
     return Split(paths, np.asarray(labels, np.int32)), len(classes)
 
 
-def new_model(num_classes: int, res: int, conf: dict, steps: int) -> keras.Model:
+def new_model(num_classes: int, res: int, conf: dict) -> keras.Model:
+    """build_model compiled as stages/train.py does (AdamW, label-smoothed cross-entropy)."""
     keras.utils.set_random_seed(0)
     model = build_model(num_classes, res, dropout=conf["dropout"])
     for layer in model.layers:
@@ -81,21 +82,19 @@ def new_model(num_classes: int, res: int, conf: dict, steps: int) -> keras.Model
     return model
 
 
-def fit_speed(ds: tf.data.Dataset, images: int, num_classes: int, res: int, conf: dict, epochs: int,
-              batch: int) -> float:
-    model = new_model(num_classes, res, conf, -(-images // batch))
+def fit_speed(model: keras.Model, ds: tf.data.Dataset, images: int, epochs: int) -> float:
     meter = Throughput(images)
     model.fit(ds, epochs=epochs, verbose=0, callbacks=[meter])
     steady = meter.per_epoch[1:] or meter.per_epoch
     return float(np.median(steady))
 
 
-def compute_only(images: int, num_classes: int, res: int, conf: dict, epochs: int, batch: int) -> float:
+def compute_only(model: keras.Model, images: int, num_classes: int, res: int, epochs: int, batch: int) -> float:
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(0, 255, (images, res, res, 3)).astype(np.float32))
     y = tf.one_hot(rng.integers(0, num_classes, images), num_classes)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch).prefetch(tf.data.AUTOTUNE)
-    return fit_speed(ds, images, num_classes, res, conf, epochs, batch)
+    return fit_speed(model, ds, images, epochs)
 
 
 def end_to_end_dataset(split: Split, num_classes: int, res: int, conf: dict, batch: int,
@@ -128,10 +127,12 @@ def main() -> None:
     n = len(split)
     rows = []
     for res in args.res:
-        compute = compute_only(n, num_classes, res, conf, args.epochs, args.batch)
+        # One model per resolution, traced once: compute only first, then end to end.
+        model = new_model(num_classes, res, conf)
+        compute = compute_only(model, n, num_classes, res, args.epochs, args.batch)
         ds = end_to_end_dataset(split, num_classes, res, conf, args.batch, augment=not args.no_augment)
         pipe = pipeline_only(ds, n, args.epochs) if args.pipeline else None
-        e2e = fit_speed(ds, n, num_classes, res, conf, args.epochs, args.batch)
+        e2e = fit_speed(model, ds, n, args.epochs)
         rows.append((res, compute, e2e, pipe))
         print(f"res {res}: compute-only {compute:.1f} img/s, end-to-end {e2e:.1f} img/s"
               + (f", pipeline alone {pipe:.1f} img/s" if pipe else ""), flush=True)

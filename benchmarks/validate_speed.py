@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcuvision.config import DatasetConfig  # noqa: E402
+from mcuvision.config.dataset import DatasetConfig  # noqa: E402
 from stages import ingest, validate  # noqa: E402
 
 

@@ -3,7 +3,8 @@
 Images stay uint8 0..255 until the model's own Rescaling layer, so train, evaluate and the
 int8 TFLite model (uint8 input) all see the same pixels. Decoding and resizing run in parallel
 and are cached (in memory, or in a disk cache for datasets that do not fit), so only the first
-epoch reads JPEGs; augmentation runs per batch after the cache, so every epoch differs.
+epoch reads JPEGs; augmentation runs per batch after the cache, so every epoch differs
+(mcuvision.augment: a few fused XLA ops per batch, a small fraction of a training step).
 """
 from __future__ import annotations
 
@@ -66,4 +67,8 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    # Each op of the pipeline on one thread: on a few cores, ops that fan out over all of them
+    # preempt the training step's own threads (the pipeline is far cheaper than the step).
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    return ds.prefetch(AUTOTUNE).with_options(options)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import ChecksConfig
+from .config.dataset import ChecksConfig
 from .images import DECODABLE_FORMATS
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network calls from a pipeline stage

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .config import DatasetConfig, SourceConfig
+from .config.dataset import DatasetConfig, SourceConfig
 from .synthetic import make_dataset
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from mcuvision.archive import safe_extract
 from mcuvision.atomic import atomic_dir, write_json
-from mcuvision.config import ConfigError, DatasetConfig, load_params
+from mcuvision.config.base import ConfigError, load_params
+from mcuvision.config.dataset import DatasetConfig
 from mcuvision.download import fetch
 from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic
 

@@ -26,7 +26,9 @@ import tensorflow as tf  # noqa: E402
 
 from mcuvision.atomic import atomic_path, write_json  # noqa: E402
 from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.config import ConfigError, ModelConfig, TrainConfig, as_dict, load_params, seed_of  # noqa: E402
+from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of  # noqa: E402
+from mcuvision.config.model import ModelConfig  # noqa: E402
+from mcuvision.config.train import TrainConfig  # noqa: E402
 from mcuvision.data import make_dataset, read_split  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
 

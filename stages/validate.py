@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from mcuvision.atomic import atomic_path, write_json
-from mcuvision.config import ConfigError, DatasetConfig, load_params, seed_of
+from mcuvision.config.base import ConfigError, load_params, seed_of
+from mcuvision.config.dataset import DatasetConfig
 from mcuvision.expectations import Finding, run_suite
 from mcuvision.images import inspect_files
 from mcuvision.sources import RECORD, is_junk

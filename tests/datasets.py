@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mcuvision.config import DatasetConfig
+from mcuvision.config.dataset import DatasetConfig
 
 CHECKS = {"min_images_per_class": 2, "min_side": 8, "max_side": 4096, "max_imbalance": 10.0}
 

@@ -1,7 +1,9 @@
 """Typed config: bad values stop a stage with the key, the value and what is allowed."""
 import pytest
 
-from mcuvision.config import ConfigError, DatasetConfig, ModelConfig, known_datasets, seed_of
+from mcuvision.config.base import ConfigError, seed_of
+from mcuvision.config.dataset import DatasetConfig, known_datasets
+from mcuvision.config.model import ModelConfig
 
 
 def test_project_params_are_valid(params):
@@ -65,7 +67,7 @@ def test_missing_seed_is_named():
     ("cache", "gpu", "memory, disk"), ("deterministic", "yes", "true or false"),
 ])
 def test_bad_train_values_are_named(params, key, value, allowed):
-    from mcuvision.config import TrainConfig
+    from mcuvision.config.train import TrainConfig
     params["train"][key] = value
     with pytest.raises(ConfigError) as error:
         TrainConfig.from_params(params)
@@ -73,7 +75,7 @@ def test_bad_train_values_are_named(params, key, value, allowed):
 
 
 def test_bad_augmentation_is_named(params):
-    from mcuvision.config import TrainConfig
+    from mcuvision.config.train import TrainConfig
     params["train"]["augment"]["rotation"] = 2.5
     with pytest.raises(ConfigError, match=r"train.augment.rotation=2.5 .*\[0.0, 1.0\]"):
         TrainConfig.from_params(params)

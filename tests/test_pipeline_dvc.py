@@ -14,6 +14,8 @@ import pytest
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
+TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
+        "model.res=32", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0"]
 
 
 def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,6 +36,9 @@ def clone(tmp_path_factory) -> Path:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
+    # A tiny configuration keeps the whole pipeline to seconds; it is what `dvc repro` runs below.
+    tiny = sh(sys.executable, "-m", "mcuvision.compose", *TINY, "--output", "params.yaml", cwd=dest)
+    assert tiny.returncode == 0
     sh("git", "init", "-q", cwd=dest)
     sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A", cwd=dest)
     sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone", cwd=dest)
@@ -42,7 +47,9 @@ def clone(tmp_path_factory) -> Path:
 
 def test_repro_then_noop(clone):
     sh("dvc", "repro", cwd=clone)
-    assert json.loads((clone / "metrics" / "validate.json").read_text())["images"] == 300
+    assert json.loads((clone / "metrics" / "validate.json").read_text())["images"] == 48
+    assert json.loads((clone / "metrics" / "train.json").read_text())["epochs_run"] == 2
+    assert (clone / "models" / "float.keras").is_file()
     start = time.perf_counter()
     again = sh("dvc", "repro", cwd=clone)
     elapsed = time.perf_counter() - start
@@ -53,14 +60,14 @@ def test_repro_then_noop(clone):
 
 
 def test_exp_run_switches_dataset(clone):
-    sh("dvc", "exp", "run", "-n", "synthetic", "-S", "dataset=synthetic", cwd=clone)
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout)
-    text = json.dumps(shown)
-    assert '"synthetic"' in text
+    overrides = [arg for o in TINY if not o.startswith("dataset.source.images_per_class") for arg in ("-S", o)]
+    sh("dvc", "exp", "run", "-n", "more-images", *overrides, "-S", "dataset.source.images_per_class=16", cwd=clone)
+    shown = json.dumps(json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout))
+    assert '"more-images"' in shown and "best_val_accuracy" in shown
     metrics = json.loads((clone / "metrics" / "validate.json").read_text())
-    assert metrics["classes"] == 4 and metrics["images"] == 160
-    # The experiment recomposed params.yaml from conf/ with the override.
-    assert "name: synthetic" in (clone / "params.yaml").read_text()
+    assert metrics["classes"] == 4 and metrics["images"] == 64
+    # The experiment recomposed params.yaml from conf/ with the overrides.
+    assert "images_per_class: 16" in (clone / "params.yaml").read_text()
 
 
 def test_failed_stage_does_not_update_lock(clone):

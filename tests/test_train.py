@@ -7,7 +7,8 @@ import keras
 import pandas as pd
 import pytest
 
-from mcuvision.config import ModelConfig, TrainConfig
+from mcuvision.config.model import ModelConfig
+from mcuvision.config.train import TrainConfig
 from mcuvision.synthetic import make_dataset
 from stages import train as train_stage
 

@@ -1,0 +1,119 @@
+"""The `dataset` section: where images come from, how they are split, what is checked."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Mapping
+
+from .base import choice, integer, number, require, mapping_at
+
+DATASET_CONF_DIR = Path("conf/dataset")
+SOURCE_KINDS = ("sample", "folder", "url", "synthetic")
+LAYOUTS = ("class_folders", "food101")
+
+
+def known_datasets(conf_dir: Path = DATASET_CONF_DIR) -> tuple[str, ...]:
+    """Dataset names are the variants in conf/dataset/: adding a file there adds a dataset."""
+    return tuple(sorted(p.stem for p in conf_dir.glob("*.yaml")))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str
+    path: str | None = None
+    test_path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    archive_root: str | None = None
+    layout: str = "class_folders"
+    images_per_class: int = 0
+    image_size: int = 0
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, section: Mapping, prefix: str = "dataset.source") -> "SourceConfig":
+        kind = choice(section, prefix, "kind", SOURCE_KINDS)
+        layout = section.get("layout", "class_folders")
+        require(layout in LAYOUTS, f"{prefix}.layout", layout, f"one of {', '.join(LAYOUTS)}")
+        path = section.get("path")
+        if kind in ("sample", "folder"):
+            require(isinstance(path, str) and bool(path), f"{prefix}.path", path,
+                    f"a folder of class sub-folders (required when {prefix}.kind={kind})")
+        else:  # dvc.yaml tracks `path` as ingest's input whatever the kind
+            require(isinstance(path, str) and bool(path), f"{prefix}.path", path,
+                    "the file DVC tracks for this source (its conf file, or the generator)")
+        if kind == "url":
+            url = section.get("url")
+            require(isinstance(url, str) and url.startswith(("http://", "https://")),
+                    f"{prefix}.url", url, "an http:// or https:// address")
+            digest = section.get("sha256")
+            ok = digest is None or (isinstance(digest, str) and len(digest) == 64
+                                    and all(c in "0123456789abcdef" for c in digest.lower()))
+            require(ok, f"{prefix}.sha256", digest, "null or 64 hex digits")
+        synthetic = {}
+        if kind == "synthetic":
+            synthetic = {"images_per_class": integer(section, prefix, "images_per_class", 1),
+                         "image_size": integer(section, prefix, "image_size", 8),
+                         "seed": integer(section, prefix, "seed", 0)}
+        return cls(kind=kind, path=section.get("path"), test_path=section.get("test_path"),
+                   url=section.get("url"), sha256=section.get("sha256"),
+                   archive_root=section.get("archive_root"), layout=layout, **synthetic)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_fraction: float
+    test_fraction: float
+
+    @classmethod
+    def from_params(cls, section: Mapping, prefix: str = "dataset.split") -> "SplitConfig":
+        val = number(section, prefix, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        test = number(section, prefix, "test_fraction", 0.0, 1.0, high_open=True)
+        require(val + test < 1.0, f"{prefix}.test_fraction", test,
+                f"val_fraction + test_fraction < 1 (val_fraction is {val}); the rest is train")
+        return cls(val, test)
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    min_images_per_class: int
+    min_side: int
+    max_side: int
+    max_imbalance: float
+
+    @classmethod
+    def from_params(cls, section: Mapping, prefix: str = "dataset.checks") -> "ChecksConfig":
+        min_side = integer(section, prefix, "min_side", 1)
+        max_side = integer(section, prefix, "max_side", min_side)
+        return cls(min_images_per_class=integer(section, prefix, "min_images_per_class", 1),
+                   min_side=min_side, max_side=max_side,
+                   max_imbalance=number(section, prefix, "max_imbalance", 1.0, math.inf))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    num_classes: int | None
+    source: SourceConfig
+    split: SplitConfig
+    checks: ChecksConfig
+
+    @classmethod
+    def from_params(cls, params: Mapping, known: tuple[str, ...] | None = None) -> "DatasetConfig":
+        section = mapping_at(params, "dataset")
+        known = known_datasets() if known is None else known
+        name = section.get("name")
+        if known:
+            require(name in known, "dataset.name", name,
+                    f"one of {', '.join(known)} (a file in conf/dataset/)")
+        count = section.get("num_classes")
+        if count is not None:
+            count = integer(section, "dataset", "num_classes", 2)
+        source = SourceConfig.from_params(mapping_at(section, "source", "dataset"), "dataset.source")
+        require(count is not None or source.kind != "synthetic", "dataset.num_classes", count,
+                "an integer >= 2 (the synthetic generator needs a class count)")
+        return cls(name=name, num_classes=count,
+                   source=source,
+                   split=SplitConfig.from_params(mapping_at(section, "split", "dataset"), "dataset.split"),
+                   checks=ChecksConfig.from_params(mapping_at(section, "checks", "dataset"), "dataset.checks"))

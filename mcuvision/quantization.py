@@ -1,0 +1,111 @@
+"""Conversions of the float Keras model: int8 TFLite, float ONNX, int8 QDQ ONNX.
+
+Both int8 paths calibrate on the same decoded images (uint8 raw pixels, decoded once):
+the model's own Rescaling layer makes raw pixels its float input, so a uint8 TFLite input
+with scale 1 and zero point 0 takes camera pixels as they are.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+import tensorflow as tf
+
+from .config.quantize import QuantizeConfig
+
+TF_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
+INPUT_NAME = "image"
+
+
+def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
+    """Post-training full-integer quantization: every op an int8 built-in, no float fallback."""
+    def representative() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            yield [image[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = TF_TYPES[config.tflite_input_type]
+    converter.inference_output_type = TF_TYPES[config.tflite_output_type]
+    if config.tflite_granularity == "per_tensor":
+        # The converter has no public switch for per-tensor weights; this is the one it reads.
+        converter._experimental_disable_per_channel = True
+    return converter.convert()
+
+
+def float_onnx(model, res: int, opset: int, layout: str) -> onnx.ModelProto:
+    """tf2onnx conversion with a dynamic batch; `nchw` transposes the input for NCHW callers."""
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, res, res, 3), tf.float32, name=INPUT_NAME),)
+
+    @tf.function(input_signature=spec)
+    def serve(image):
+        return {"probabilities": model(image, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=spec, opset=opset,
+        inputs_as_nchw=[INPUT_NAME] if layout == "nchw" else None)
+    return proto
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over in-memory images."""
+
+    def __init__(self, images: np.ndarray, nchw: bool):
+        self.images, self.nchw, self.index = images, nchw, 0
+
+    def get_next(self) -> dict | None:
+        if self.index >= len(self.images):
+            return None
+        image = self.images[self.index][None].astype(np.float32)
+        self.index += 1
+        return {INPUT_NAME: image.transpose(0, 3, 1, 2) if self.nchw else image}
+
+    def rewind(self) -> None:
+        self.index = 0
+
+
+def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeConfig,
+             weight_types: dict[str, str] | None = None) -> onnx.ModelProto:
+    """onnxruntime static QDQ: symmetric per-channel int8 weights, asymmetric int8 activations.
+
+    `weight_types` maps initializer names to "int4" to make them 4-bit (the mixed w4/w8 model).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    if weight_types:
+        extra["TensorQuantOverrides"] = {
+            name: [{"quant_type": QuantType.QInt4, "symmetric": True}]
+            for name, kind in weight_types.items() if kind == "int4"}
+    with tempfile.TemporaryDirectory() as tmp:
+        source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "qdq.onnx"))
+        onnx.save(float_model, source)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(output), _Reader(images, config.onnx_layout == "nchw"),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+                        calibrate_method=methods[config.onnx_calibration], extra_options=extra)
+        return onnx.load(str(output))
+
+
+def onnx_weights_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of initializers as stored (int4 packed two per byte)."""
+    from onnx import numpy_helper
+
+    total = 0
+    for init in model.graph.initializer:
+        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            total += (int(np.prod(init.dims)) + 1) // 2
+        else:
+            total += numpy_helper.to_array(init).nbytes
+    return total

@@ -1,0 +1,80 @@
+"""Read a .tflite flatbuffer: tensors, constant buffers, operators, I/O quantization.
+
+Weights flash is the bytes of constant tensors (buffers with data), each buffer counted once:
+the same figure ST's tools report as "Weights Flash" for a TFLite model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tensorflow.lite.python import schema_py_generated as schema
+
+_OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+
+
+def load(content: bytes) -> schema.ModelT:
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(content), 0))
+
+
+def _tensor_info(tensor: schema.TensorT) -> TensorInfo:
+    q = tensor.quantization
+    scale = tuple(float(v) for v in (q.scale if q is not None and q.scale is not None else ()))
+    zero = tuple(int(v) for v in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
+    return TensorInfo(name, shape, _TYPE_NAMES[tensor.type].lower(), scale, zero)
+
+
+def io_tensors(model: schema.ModelT) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    graph = model.subgraphs[0]
+    return ([_tensor_info(graph.tensors[i]) for i in graph.inputs],
+            [_tensor_info(graph.tensors[i]) for i in graph.outputs])
+
+
+def weights_bytes(model: schema.ModelT) -> int:
+    """Bytes of constant data referenced by tensors, each buffer once."""
+    used = {t.buffer for g in model.subgraphs for t in g.tensors}
+    return sum(len(model.buffers[b].data) for b in used
+               if b < len(model.buffers) and model.buffers[b].data is not None)
+
+
+def constant_bytes_by_type(model: schema.ModelT) -> dict[str, int]:
+    seen, totals = set(), {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+            if tensor.buffer in seen or buffer is None or buffer.data is None:
+                continue
+            seen.add(tensor.buffer)
+            kind = _TYPE_NAMES[tensor.type].lower()
+            totals[kind] = totals.get(kind, 0) + len(buffer.data)
+    return totals
+
+
+def operator_names(model: schema.ModelT) -> list[str]:
+    codes = model.operatorCodes
+    names = []
+    for op in model.subgraphs[0].operators:
+        code = codes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        names.append(_OPCODE_NAMES.get(builtin, f"OP_{builtin}"))
+    return names
+
+
+def float_tensors(model: schema.ModelT) -> list[str]:
+    """Names of float32 tensors that are not graph inputs/outputs: a hidden float fallback."""
+    graph = model.subgraphs[0]
+    io = set(graph.inputs) | set(graph.outputs)
+    return [_tensor_info(t).name for i, t in enumerate(graph.tensors)
+            if t.type == schema.TensorType.FLOAT32 and i not in io]
+

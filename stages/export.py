@@ -1,0 +1,86 @@
+"""export: the quantized models -> artifacts/, what a user takes away to firmware or an app.
+
+Files are named in ST's model-zoo convention (st_efficientnetlcv1_{res}_tfs_...), with
+labels.txt, a metadata JSON (classes, preprocessing, I/O types, quantization, provenance),
+the int8 TFLite model as C source + header, and SHA256SUMS over all of them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from mcuvision import c_array, tflite_graph
+from mcuvision.atomic import atomic_dir
+from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of
+from mcuvision.config.model import ModelConfig
+from mcuvision.config.quantize import QuantizeConfig
+
+
+def artifact_names(res: int) -> dict[str, str]:
+    stem = f"st_efficientnetlcv1_{res}_tfs"
+    return {"tflite": f"{stem}_int8.tflite", "qdq": f"{stem}_qdq_int8.onnx", "keras": f"{stem}.keras",
+            "onnx": f"{stem}.onnx", "c_name": f"{stem}_int8"}
+
+
+def metadata(names: dict, res: int, classes: list[str], tflite: bytes, model_config: ModelConfig,
+             quantize: QuantizeConfig, source: dict, seed: int) -> dict:
+    inputs, outputs = tflite_graph.io_tensors(tflite_graph.load(tflite))
+    quant = lambda t: {"scale": t.scale[0], "zero_point": t.zero_point[0]} if t.scale else None  # noqa: E731
+    return {
+        "model": "ST EfficientNet LC v1", "files": {k: v for k, v in names.items() if k != "c_name"},
+        "classes": classes, "num_classes": len(classes), "resolution": [res, res],
+        "preprocessing": {
+            "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
+            "resize": f"{model_config.interpolation}, to {res}x{res}", "channel_order": "RGB", "layout": "NHWC"},
+        "tflite_int8": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape), "quantization": quant(inputs[0])},
+                        "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape), "quantization": quant(outputs[0])}},
+        "onnx": {"input": "float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc" else "float32 (N, 3, H, W) raw pixels",
+                 "output": "float32 (N, classes) probabilities", "opset": quantize.onnx_opset},
+        "source": {k: source.get(k) for k in ("dataset", "kind", "url", "sha256", "path") if source.get(k) is not None},
+        "params": {"model": as_dict(model_config), "quantize": as_dict(quantize), "seed": seed},
+    }
+
+
+def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, keras_path: Path, tflite_path: Path,
+        onnx_path: Path, qdq_path: Path, train_metrics: Path, source_record: Path, out: Path) -> list[str]:
+    res = model_config.res
+    names = artifact_names(res)
+    classes = json.loads(train_metrics.read_text(encoding="utf-8"))["classes"]
+    tflite = tflite_path.read_bytes()
+    shape = tflite_graph.io_tensors(tflite_graph.load(tflite))[0][0].shape
+    with atomic_dir(out) as tmp:
+        for key, src in (("tflite", tflite_path), ("qdq", qdq_path), ("keras", keras_path), ("onnx", onnx_path)):
+            shutil.copyfile(src, tmp / names[key])
+        (tmp / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+        source = json.loads(source_record.read_text(encoding="utf-8"))
+        info = metadata(names, res, classes, tflite, model_config, quantize, source, seed)
+        (tmp / "metadata.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        c_name = names["c_name"]
+        (tmp / f"{c_name}.h").write_text(c_array.header(c_name, shape, classes), encoding="utf-8")
+        (tmp / f"{c_name}.c").write_text(c_array.source(c_name, tflite, shape, classes), encoding="utf-8")
+        files = sorted(p.name for p in tmp.iterdir())
+        sums = [f"{hashlib.sha256((tmp / f).read_bytes()).hexdigest()}  {f}" for f in files]
+        (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
+    return files + ["SHA256SUMS"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Package the models for users and firmware.")
+    for name in ("keras", "tflite", "onnx", "qdq", "train_metrics", "source", "out"):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        params = load_params()
+        files = run(ModelConfig.from_params(params), QuantizeConfig.from_params(params), seed_of(params),
+                    args.keras, args.tflite, args.onnx, args.qdq, args.train_metrics, args.source, args.out)
+    except ConfigError as error:
+        sys.exit(f"export failed: {error}")
+    print(f"export: {len(files)} files -> {args.out}/: {', '.join(files)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""quantize: float .keras -> int8 TFLite, float ONNX and int8 QDQ ONNX, + metrics/quantize.json.
+
+1. Draw the calibration images from the train split (seeded), decode them once.
+2. TFLite full-integer (uint8 in by default), refusing any hidden float op.
+3. Float ONNX (tf2onnx), then onnxruntime static QDQ on the same calibration images.
+4. On the validation split, measure how often each quantized model agrees with the float one.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+
+from mcuvision import tflite_graph  # noqa: E402
+from mcuvision.atomic import atomic_path, write_json  # noqa: E402
+from mcuvision.config.base import ConfigError, load_params, seed_of  # noqa: E402
+from mcuvision.config.model import ModelConfig  # noqa: E402
+from mcuvision.config.quantize import QuantizeConfig  # noqa: E402
+from mcuvision.data import decode_all, read_split  # noqa: E402
+from mcuvision.model import Clip  # noqa: E402,F401  (registers the layer for loading)
+from mcuvision.quantization import float_onnx, int8_tflite, onnx_weights_bytes, qdq_onnx  # noqa: E402
+from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict  # noqa: E402
+
+
+class QuantizationError(RuntimeError):
+    """The converter produced something that is not what was asked for."""
+
+
+def calibration_paths(manifest: pd.DataFrame, raw: Path, count: int, seed: int) -> list[str]:
+    train = read_split(manifest, raw, "train").paths
+    if count >= len(train):
+        return train
+    chosen = np.random.RandomState(seed).choice(len(train), size=count, replace=False)
+    return [train[i] for i in sorted(chosen)]
+
+
+def check_int8(content: bytes, config: QuantizeConfig) -> dict:
+    graph = tflite_graph.load(content)
+    hidden = tflite_graph.float_tensors(graph)
+    if hidden:
+        raise QuantizationError(f"the int8 TFLite model kept {len(hidden)} float tensors inside "
+                                f"(e.g. {hidden[:3]}): an op fell back to float")
+    inputs, outputs = tflite_graph.io_tensors(graph)
+    if inputs[0].dtype != config.tflite_input_type or outputs[0].dtype != config.tflite_output_type:
+        raise QuantizationError(f"asked for {config.tflite_input_type} in / {config.tflite_output_type} out, "
+                                f"got {inputs[0].dtype} / {outputs[0].dtype}")
+    if inputs[0].dtype == "uint8" and (abs(inputs[0].scale[0] - 1.0) > 1e-6 or inputs[0].zero_point[0] != 0):
+        print(f"quantize: warning: uint8 input scale {inputs[0].scale[0]} zero point {inputs[0].zero_point[0]}: "
+              "raw pixels must be requantized before inference (the calibration images never reach 0 or 255)")
+    return {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape),
+                      "scale": inputs[0].scale[0] if inputs[0].scale else None,
+                      "zero_point": inputs[0].zero_point[0] if inputs[0].zero_point else None},
+            "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
+            "weights_bytes": tflite_graph.weights_bytes(graph),
+            "operators": sorted(set(tflite_graph.operator_names(graph)))}
+
+
+def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path: Path, manifest_path: Path,
+        raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, metrics_out: Path) -> dict:
+    model = keras.models.load_model(keras_path)
+    manifest = pd.read_csv(manifest_path)
+    res, interpolation = model_config.res, model_config.interpolation
+    calibration = decode_all(calibration_paths(manifest, raw, config.calibration_images, seed), res, interpolation)
+    print(f"quantize: {len(calibration)} calibration images from the train split", flush=True)
+
+    tflite = int8_tflite(model, calibration, config)
+    tflite_facts = check_int8(tflite, config)
+    print("quantize: int8 TFLite done; converting to ONNX", flush=True)
+    float_model = float_onnx(model, res, config.onnx_opset, config.onnx_layout)
+    qdq_model = qdq_onnx(float_model, calibration, config)
+    print("quantize: QDQ ONNX done; measuring agreement on the validation split", flush=True)
+    for path, payload in ((tflite_out, tflite), (onnx_out, float_model.SerializeToString()),
+                          (qdq_out, qdq_model.SerializeToString())):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(payload)
+
+    validation = decode_all(read_split(manifest, raw, "val").paths, res, interpolation)
+    reference = keras_predict(model, validation)
+    float_onnx_probs = OnnxRunner(str(onnx_out)).predict(validation)
+    metrics = {
+        "calibration_images": int(len(calibration)), "agreement_images": int(len(validation)),
+        "tflite_int8": {"file_bytes": tflite_out.stat().st_size, **tflite_facts,
+                        "agreement_with_float": agreement(reference, TfliteRunner(tflite).predict(validation))},
+        "onnx_float": {"file_bytes": onnx_out.stat().st_size, "weights_bytes": onnx_weights_bytes(float_model),
+                       "opset": config.onnx_opset, "layout": config.onnx_layout,
+                       "max_abs_diff_vs_keras": float(np.abs(float_onnx_probs - reference).max()) if len(validation) else None},
+        "onnx_qdq_int8": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),
+                          "agreement_with_float": agreement(reference, OnnxRunner(str(qdq_out)).predict(validation))},
+    }
+    write_json(metrics_out, metrics)
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Quantize the float model to int8 TFLite and QDQ ONNX.")
+    for name in ("model", "manifest", "raw", "tflite", "onnx", "qdq", "metrics"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        params = load_params()
+        config, model_config, seed = QuantizeConfig.from_params(params), ModelConfig.from_params(params), seed_of(params)
+        metrics = run(config, model_config, seed, args.model, args.manifest, args.raw, args.tflite, args.onnx,
+                      args.qdq, args.metrics)
+    except (ConfigError, QuantizationError) as error:
+        sys.exit(f"quantize failed: {error}")
+    t, q = metrics["tflite_int8"], metrics["onnx_qdq_int8"]
+    print(f"quantize: int8 TFLite {t['file_bytes']} B (weights {t['weights_bytes']} B), agreement "
+          f"{t['agreement_with_float']:.3f}; QDQ ONNX {q['file_bytes']} B, agreement {q['agreement_with_float']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

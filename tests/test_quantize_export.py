@@ -1,0 +1,139 @@
+"""quantize + export on models trained in the test: int8 agreement, ONNX parity, weights, C array."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcuvision import tflite_graph
+from mcuvision.config.base import ConfigError
+from mcuvision.config.model import ModelConfig
+from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.config.train import TrainConfig
+from mcuvision.synthetic import make_dataset
+from stages import export, quantize
+from stages import train as train_stage
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_run(tmp, params, classes: int, per_class: int, val_per_class: int, res: int, epochs: int) -> dict:
+    """Synthetic data, a manifest, and a model trained on it by the train stage."""
+    raw = tmp / "raw"
+    make_dataset(raw, classes, per_class, 64, seed=11)
+    (raw / "SOURCE.json").write_text(json.dumps({"dataset": "synthetic", "kind": "synthetic"}))
+    rows = [{"path": f"class_{c:03d}/{n:04d}.jpg", "label": f"class_{c:03d}", "class_index": c,
+             "split": "val" if n >= per_class - val_per_class else "train"}
+            for c in range(classes) for n in range(per_class)]
+    pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+    params["model"]["res"] = res
+    params["train"].update(epochs=epochs, batch_size=16, learning_rate=0.003, warmup_epochs=0, label_smoothing=0.0)
+    params["quantize"]["calibration_images"] = 64
+    model_config = ModelConfig.from_params(params)
+    train_stage.run(TrainConfig.from_params(params), model_config, 1, tmp / "manifest.csv", raw,
+                    tmp / "float.keras", tmp / "train.json", tmp / "live", tmp / "backup")
+    return {"raw": raw, "manifest": tmp / "manifest.csv", "model": model_config, "params": params}
+
+
+def quantize_into(tmp, run, **overrides) -> dict:
+    params = run["params"]
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        params["quantize"][section][name] = value
+    paths = {k: tmp / v for k, v in (("tflite", "int8.tflite"), ("onnx", "float.onnx"), ("qdq", "qdq.onnx"))}
+    metrics = quantize.run(QuantizeConfig.from_params(params), run["model"], 1, tmp / "float.keras", run["manifest"],
+                           run["raw"], paths["tflite"], paths["onnx"], paths["qdq"], tmp / "quantize.json")
+    return {"metrics": metrics, **paths}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_params):
+    import copy
+    tmp = tmp_path_factory.mktemp("q")
+    run = tiny_run(tmp, copy.deepcopy(base_params), classes=3, per_class=60, val_per_class=20, res=64, epochs=8)
+    return tmp, run, quantize_into(tmp, run)
+
+
+def test_int8_models_agree_with_float_on_held_out_images(trained):
+    _, _, out = trained
+    m = out["metrics"]
+    assert m["agreement_images"] == 60
+    assert m["tflite_int8"]["agreement_with_float"] >= 0.98, m
+    assert m["onnx_qdq_int8"]["agreement_with_float"] >= 0.98, m
+
+
+def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
+    _, _, out = trained
+    graph = tflite_graph.load(out["tflite"].read_bytes())
+    (inp,), (outp,) = tflite_graph.io_tensors(graph)
+    assert inp.dtype == "uint8" and inp.shape == (1, 64, 64, 3)
+    assert inp.scale == (1.0,) and inp.zero_point == (0,), "raw pixels 0..255 go in unchanged"
+    assert outp.dtype == "float32" and outp.shape == (1, 3)
+    assert tflite_graph.float_tensors(graph) == []
+    assert "CUSTOM" not in tflite_graph.operator_names(graph)
+
+
+def test_float_onnx_matches_keras(trained):
+    _, _, out = trained
+    assert out["metrics"]["onnx_float"]["max_abs_diff_vs_keras"] < 1e-4
+
+
+def test_per_tensor_option_changes_the_model(trained, tmp_path):
+    tmp, run, out = trained
+    shutil.copy(tmp / "float.keras", tmp_path / "float.keras")
+    other = quantize_into(tmp_path, run, tflite__granularity="per_tensor")
+    graph = tflite_graph.load(other["tflite"].read_bytes())
+    conv_scales = [len(t.quantization.scale) for t in graph.subgraphs[0].tensors
+                   if t.quantization is not None and t.quantization.scale is not None and t.buffer and graph.buffers[t.buffer].data is not None]
+    assert max(conv_scales) == 1, "per-tensor: one scale per weight tensor"
+    run["params"]["quantize"]["tflite"]["granularity"] = "per_channel"
+
+
+def test_int4_asked_of_tflite_is_refused(base_params):
+    import copy
+    params = copy.deepcopy(base_params)
+    params["quantize"]["tflite"]["weight_bits"] = 4
+    with pytest.raises(ConfigError, match="quantize.tflite.weight_bits=4"):
+        QuantizeConfig.from_params(params)
+
+
+def test_five_class_weights_flash_matches_the_card(tmp_path, base_params):
+    import copy
+    run = tiny_run(tmp_path, copy.deepcopy(base_params), classes=5, per_class=12, val_per_class=2, res=32, epochs=1)
+    out = quantize_into(tmp_path, run)
+    weights = out["metrics"]["tflite_int8"]["weights_bytes"]
+    assert abs(weights - 517_412) / 517_412 < 0.01, weights
+
+
+def test_export_artifacts_and_c_array(trained, tmp_path):
+    tmp, run, out = trained
+    files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, tmp / "float.keras", out["tflite"],
+                       out["onnx"], out["qdq"], tmp / "train.json", run["raw"] / "SOURCE.json", tmp_path / "artifacts")
+    art = tmp_path / "artifacts"
+    stem = "st_efficientnetlcv1_64_tfs"
+    for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
+                 "labels.txt", "metadata.json", f"{stem}_int8.c", f"{stem}_int8.h", "SHA256SUMS"):
+        assert name in files and (art / name).is_file(), name
+    assert (art / "labels.txt").read_text().split() == ["class_000", "class_001", "class_002"]
+    meta = json.loads((art / "metadata.json").read_text())
+    assert meta["tflite_int8"]["input"]["dtype"] == "uint8" and meta["tflite_int8"]["input"]["quantization"]["scale"] == 1.0
+    for line in (art / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.sha256((art / name).read_bytes()).hexdigest() == digest
+
+    # The C array compiles and holds exactly the .tflite bytes, 16-byte aligned.
+    main = tmp_path / "main.c"
+    main.write_text(f'#include <stdio.h>\n#include <stdint.h>\n#include "{stem}_int8.h"\n'
+                    "int main(void){ FILE*f=fopen(\"out.bin\",\"wb\");"
+                    f" fwrite({stem}_int8_data,1,{stem}_int8_len,f); fclose(f);"
+                    f" return ((uintptr_t){stem}_int8_data % 16) != 0 || {stem.upper()}_INT8_NUM_CLASSES != 3; }}\n")
+    exe = tmp_path / "dump"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-I", str(art), str(main), str(art / f"{stem}_int8.c"),
+                    "-o", str(exe)], check=True)
+    subprocess.run([str(exe)], cwd=tmp_path, check=True)
+    assert (tmp_path / "out.bin").read_bytes() == out["tflite"].read_bytes()
