@@ -31,23 +31,7 @@ from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.train import TrainConfig  # noqa: E402
 from mcuvision.data import make_dataset, read_split  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-
-
-class Throughput(keras.callbacks.Callback):
-    """Training images/s per epoch, timed over the training batches only (not validation)."""
-
-    def __init__(self, images: int):
-        super().__init__()
-        self.images, self.per_epoch = images, []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = self.last = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.per_epoch.append(self.images / max(self.last - self.start, 1e-9))
+from mcuvision.training import PreciseBatchNorm, Throughput  # noqa: E402
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -86,12 +70,13 @@ def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int) 
                   metrics=["accuracy"])
 
 
-def callbacks(train: TrainConfig, backup: Path, live_dir: Path, throughput: Throughput) -> list:
+def callbacks(train: TrainConfig, backup: Path, live_dir: Path, throughput: Throughput, precise_bn) -> list:
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
     chosen = [
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
+        precise_bn,
         keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience,
                                       restore_best_weights=True, verbose=1),
         throughput,
@@ -139,11 +124,13 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
 
     backup = work / "state"
     throughput = Throughput(len(train_split))
+    bn_batches = 0 if strategy.num_replicas_in_sync > 1 else math.ceil(train.precise_bn_images / train.batch_size)
+    precise_bn = PreciseBatchNorm(train_ds, min(bn_batches, steps_per_epoch))
     print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
           f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2,
-                        callbacks=callbacks(train, backup, live_dir, throughput) + list(extra_callbacks))
+                        callbacks=callbacks(train, backup, live_dir, throughput, precise_bn) + list(extra_callbacks))
     wall = time.perf_counter() - start
     shutil.rmtree(cache_dir, ignore_errors=True)
 

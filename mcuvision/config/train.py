@@ -45,6 +45,7 @@ class TrainConfig:
     label_smoothing: float
     dropout: float
     bn_momentum: float
+    precise_bn_images: int
     early_stopping_patience: int
     cache: str
     deterministic: bool
@@ -71,6 +72,7 @@ class TrainConfig:
                    label_smoothing=number(s, p, "label_smoothing", 0.0, 1.0, high_open=True),
                    dropout=number(s, p, "dropout", 0.0, 1.0, high_open=True),
                    bn_momentum=number(s, p, "bn_momentum", 0.0, 1.0, high_open=True),
+                   precise_bn_images=integer(s, p, "precise_bn_images", 0),
                    early_stopping_patience=integer(s, p, "early_stopping_patience", 1),
                    cache=choice(s, p, "cache", CACHES), **flags,
                    augment=AugmentConfig.from_params(mapping_at(s, "augment", "train"), "train.augment"))
