@@ -23,7 +23,8 @@ run: install
 	dvc repro
 
 test: install
-	python -m pytest $(PYTEST_ARGS)
+	# Two workers, one test file each: TensorFlow graph tracing is single-threaded.
+	python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Re-compose params.yaml after editing conf/ (dvc exp run does this by itself).
 params: install

@@ -30,25 +30,9 @@ from mcuvision.augment import build_augmenter  # noqa: E402
 from mcuvision.config.train import AugmentConfig  # noqa: E402
 from mcuvision.data import Split, make_dataset  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
+from mcuvision.training import Throughput  # noqa: E402
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
-
-
-class Throughput(keras.callbacks.Callback):
-    """Training images/s per epoch over the training batches only (as stages/train.py)."""
-
-    def __init__(self, images: int):
-        super().__init__()
-        self.images, self.per_epoch = images, []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = self.last = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.per_epoch.append(self.images / max(self.last - self.start, 1e-9))
+from mcuvision.sources import IMAGE_SUFFIXES  # noqa: E402
 
 
 def load_train_conf() -> dict:

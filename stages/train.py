@@ -129,7 +129,7 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
           f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2,
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2, shuffle=False,
                         callbacks=callbacks(train, backup, live_dir, throughput, precise_bn) + list(extra_callbacks))
     wall = time.perf_counter() - start
     shutil.rmtree(cache_dir, ignore_errors=True)

@@ -15,7 +15,8 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
-        "model.res=32", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0"]
+        "model.res=32", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0",
+        "quantize.calibration_images=16"]
 
 
 def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,6 +51,10 @@ def test_repro_then_noop(clone):
     assert json.loads((clone / "metrics" / "validate.json").read_text())["images"] == 48
     assert json.loads((clone / "metrics" / "train.json").read_text())["epochs_run"] == 2
     assert (clone / "models" / "float.keras").is_file()
+    quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
+    assert quantized["tflite_int8"]["input"]["dtype"] == "uint8"
+    assert (clone / "artifacts" / "st_efficientnetlcv1_32_tfs_int8.tflite").is_file()
+    assert (clone / "artifacts" / "SHA256SUMS").is_file()
     start = time.perf_counter()
     again = sh("dvc", "repro", cwd=clone)
     elapsed = time.perf_counter() - start
@@ -75,3 +80,31 @@ def test_failed_stage_does_not_update_lock(clone):
     bad = sh("dvc", "exp", "run", "-S", "dataset=folder", "-S", "dataset.source.path=missing_dir", cwd=clone, check=False)
     assert bad.returncode != 0
     assert (clone / "dvc.lock").read_text() == lock
+
+
+def would_run(clone: Path, section: str, key: str, value) -> list[str]:
+    """Stages `dvc repro --dry` would run after one params.yaml change (then undone)."""
+    import re
+
+    import yaml
+
+    params_file = clone / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params[section][key] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        dry = sh("dvc", "repro", "--dry", cwd=clone).stdout
+    finally:
+        params_file.write_text(original)
+    return re.findall(r"Running stage '([\w-]+)'", dry)
+
+
+def test_quantize_change_never_retrains(clone):
+    sh("dvc", "repro", cwd=clone)
+    assert would_run(clone, "quantize", "calibration_images", 8) == ["quantize", "export"]
+
+
+def test_resolution_change_never_reingests(clone):
+    sh("dvc", "repro", cwd=clone)
+    assert would_run(clone, "model", "res", 64) == ["train", "quantize", "export"]
