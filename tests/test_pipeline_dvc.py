@@ -102,9 +102,15 @@ def would_run(clone: Path, section: str, key: str, value) -> list[str]:
 
 def test_quantize_change_never_retrains(clone):
     sh("dvc", "repro", cwd=clone)
-    assert would_run(clone, "quantize", "calibration_images", 8) == ["quantize", "export"]
+    assert set(would_run(clone, "quantize", "calibration_images", 8)) == {"quantize", "export", "profile_on_board"}
 
 
 def test_resolution_change_never_reingests(clone):
     sh("dvc", "repro", cwd=clone)
-    assert would_run(clone, "model", "res", 64) == ["train", "quantize", "export"]
+    assert set(would_run(clone, "model", "res", 64)) == {"train", "quantize", "export", "profile_on_board"}
+
+
+def test_board_change_reruns_only_the_profile(clone):
+    sh("dvc", "repro", cwd=clone)
+    assert would_run(clone, "board", "clock_mhz", 480) == ["profile_on_board"]
+    assert (clone / "reports" / "profile.md").is_file()

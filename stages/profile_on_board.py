@@ -1,0 +1,185 @@
+"""profile_on_board: measured memory, MACC, flash and host latency, and board estimates, per int8 model.
+
+No board is attached to this machine. What can be measured exactly off the board is measured with
+the real microcontroller runtime; the rest is estimated with a documented, checked model, and
+labelled so:
+1. Graph (computed): MACC per layer, weights flash (constant tensors), the lower bound on
+   activation RAM (peak of simultaneously live activations over the op order).
+2. TFLite Micro (measured): arena head (planned activations), tail (persistent) and total, and
+   the smallest arena that allocates and runs, by bisection (each probe a child process).
+3. Host latency (measured on this host): LiteRT 1 thread, TFLite Micro, onnxruntime 1 thread on
+   the QDQ ONNX model; median and spread of single-image runs.
+4. Boards (estimated): inference time from each conf/board file's latency model (calibrated on the
+   seed card, with its error on the calibration points), RAM and flash fit with margins; the
+   optional ST Edge AI Core backend when the selected board asks for it.
+
+Pipeline: `--tflite --qdq --boards --metrics --report` (paths from dvc.yaml); the selected board
+is params.yaml's `board` section, and every file in `--boards` is estimated too.
+Anywhere: `python -m stages.profile_on_board --model any.tflite --board stm32h747i_disco`
+(or `--board-file my_board.yaml`) prints the report and needs no params.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mcuvision import tflite_graph  # noqa: E402
+from mcuvision.atomic import write_json, write_text  # noqa: E402
+from mcuvision.config.base import ConfigError, load_params  # noqa: E402
+from mcuvision.config.board import BoardConfig, load_board_dir  # noqa: E402
+from mcuvision.profiling import boards as board_model  # noqa: E402
+from mcuvision.profiling import latency, liveness, macc, report, stedgeai, tflm  # noqa: E402
+
+PROJECT_BOARDS = Path(__file__).resolve().parents[1] / "conf" / "board"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def onnx_weights_bytes(path: Path) -> int:
+    """Bytes of the ONNX initializers as stored (int4 packed two per byte), like the quantize stage."""
+    import onnx
+    from onnx import numpy_helper
+
+    total = 0
+    for init in onnx.load(str(path)).graph.initializer:
+        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            total += (int(np.prod(init.dims)) + 1) // 2
+        else:
+            total += numpy_helper.to_array(init).nbytes
+    return total
+
+
+def activation_ram(model_path: Path, graph, invokes: int) -> dict:
+    measured = tflm.measure(model_path, invokes=invokes)
+    bound = liveness.peak(graph)
+    gap = measured["head_bytes"] - bound["peak_bytes"]
+    return {**{k: v for k, v in measured.items() if k != "invoke_times_s"},
+            "lower_bound_bytes": bound["peak_bytes"], "lower_bound_aligned_bytes": bound["peak_aligned_bytes"],
+            "peak_op_index": bound["peak_op_index"], "peak_op": bound["peak_op"],
+            "head_over_lower_bound_bytes": gap,
+            "head_over_lower_bound_pct": round(100.0 * gap / bound["peak_bytes"], 3) if bound["peak_bytes"] else 0.0,
+            "how": ("head/tail/total: TFLite Micro RecordingMicroAllocator report with a generous arena; "
+                    "minimal: bisection on arena_size, allocate + one invoke per probe in a child process; "
+                    "lower bound: peak of live activation bytes over the op order, from the flatbuffer")
+            }, measured["invoke_times_s"]
+
+
+def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardConfig], selected: str | None,
+            repeats: int) -> dict:
+    """Everything measured, computed and estimated for one int8 TFLite model (and its QDQ ONNX twin)."""
+    content = tflite_path.read_bytes()
+    graph = tflite_graph.load(content)
+    inputs, outputs = tflite_graph.io_tensors(graph)
+    print(f"profile: {tflite_path}: TFLite Micro arena and bisection", flush=True)
+    ram, tflm_times = activation_ram(tflite_path, graph, invokes=repeats + 1)
+    counts = macc.count(graph)
+    weights = tflite_graph.weights_bytes(graph)
+    print("profile: host latency (LiteRT, TFLite Micro, onnxruntime)", flush=True)
+    result = {
+        "model": {"name": tflite_path.name, "sha256": hashlib.sha256(content).hexdigest(),
+                  "onnx_name": qdq_path.name if qdq_path else None},
+        "host": {"cpu": latency.host_cpu(), "repeats": repeats,
+                 "versions": {"tflite_micro": _version("tflite-micro"), "litert": _version("ai-edge-litert"),
+                              "onnxruntime": _version("onnxruntime")}},
+        "tflite_int8": {
+            "file_bytes": len(content), "weights_bytes": weights,
+            "input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape)},
+            "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
+            "activation_ram": ram, "macc": counts,
+            "latency": {"litert_1_thread": latency.litert(content, repeats),
+                        "tflite_micro": latency.tflite_micro(tflm_times)},
+        },
+    }
+    if qdq_path is not None:
+        result["onnx_qdq_int8"] = {"file_bytes": qdq_path.stat().st_size,
+                                   "weights_bytes": onnx_weights_bytes(qdq_path),
+                                   "latency": {"onnxruntime_1_thread": latency.onnxruntime(qdq_path, repeats)}}
+    result["board"] = selected
+    result["boards"] = {}
+    for name, board in boards.items():
+        estimate = board_model.estimate(board, counts["total"], ram["total_bytes"], weights)
+        estimate["selected"] = name == selected
+        if name == selected and board.vendor_backend == "stedgeai":
+            with tempfile.TemporaryDirectory() as tmp:
+                estimate["vendor"] = stedgeai.run(tflite_path, board.stedgeai_target, Path(tmp))
+        result["boards"][name] = estimate
+    return result
+
+
+def run(board: BoardConfig, tflite_path: Path, qdq_path: Path, board_dir: Path, metrics_out: Path,
+        report_out: Path, repeats: int = 20) -> dict:
+    boards = load_board_dir(board_dir)
+    boards[board.name] = board  # params.yaml (with any -S override) wins over the file of the same name
+    boards = {board.name: boards.pop(board.name), **dict(sorted(boards.items()))}
+    result = profile(tflite_path, qdq_path, boards, board.name, repeats)
+    write_json(metrics_out, result)
+    write_text(report_out, report.render(result))
+    return result
+
+
+def _summary(result: dict) -> str:
+    t = result["tflite_int8"]
+    ram = t["activation_ram"]
+    sel = result["boards"][result["board"]]
+    return (f"profile: MACC {t['macc']['total']:,}, weights {t['weights_bytes']} B, TFLite Micro head "
+            f"{ram['head_bytes']} B / tail {ram['tail_bytes']} B / minimal {ram['minimal_arena_bytes']} B "
+            f"(lower bound {ram['lower_bound_bytes']} B); {sel['display_name']}: ~{sel['estimated_ms']:.1f} ms "
+            f"(estimated), fits RAM {sel['fits_ram']} ({sel['ram_margin_kib']:+.1f} KiB), fits flash "
+            f"{sel['fits_flash']} ({sel['flash_margin_kib']:+.1f} KiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Profile int8 models: measured off the board, estimated on it.")
+    parser.add_argument("--tflite", type=Path, help="pipeline: the int8 TFLite model")
+    parser.add_argument("--qdq", type=Path, help="pipeline: the int8 QDQ ONNX model")
+    parser.add_argument("--boards", type=Path, default=PROJECT_BOARDS, help="folder of board files (conf/board)")
+    parser.add_argument("--metrics", type=Path, help="write the JSON here")
+    parser.add_argument("--report", type=Path, help="write the Markdown report here")
+    parser.add_argument("--model", type=Path, help="standalone: any .tflite model (no params.yaml needed)")
+    parser.add_argument("--onnx", type=Path, help="standalone: its QDQ ONNX twin, optional")
+    parser.add_argument("--board", help="standalone: a board name from --boards (e.g. stm32h747i_disco)")
+    parser.add_argument("--board-file", type=Path, help="standalone: a board YAML file of your own")
+    parser.add_argument("--repeats", type=int, default=20, help="timed single-image runs per runtime")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    try:
+        if args.model is not None:
+            if (args.board is None) == (args.board_file is None):
+                parser.error("standalone use needs exactly one of --board NAME or --board-file PATH")
+            board = (BoardConfig.from_file(args.board_file) if args.board_file
+                     else BoardConfig.from_file(args.boards / f"{args.board}.yaml"))
+            result = profile(args.model, args.onnx, {board.name: board}, board.name, args.repeats)
+            text = report.render(result)
+            if args.metrics:
+                write_json(args.metrics, result)
+            if args.report:
+                write_text(args.report, text)
+            print(text)
+        else:
+            missing = [f"--{n}" for n in ("tflite", "qdq", "metrics", "report") if getattr(args, n) is None]
+            if missing:
+                parser.error(f"pipeline use needs {', '.join(missing)} (or --model PATH --board NAME standalone)")
+            board = BoardConfig.from_params(load_params())
+            result = run(board, args.tflite, args.qdq, args.boards, args.metrics, args.report, args.repeats)
+    except (ConfigError, tflm.TflmError, stedgeai.VendorBackendError) as error:
+        sys.exit(f"profile_on_board failed: {error}")
+    print(_summary(result))
+
+
+if __name__ == "__main__":
+    main()
