@@ -96,16 +96,3 @@ def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeC
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
                         calibrate_method=methods[config.onnx_calibration], extra_options=extra)
         return onnx.load(str(output))
-
-
-def onnx_weights_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of initializers as stored (int4 packed two per byte)."""
-    from onnx import numpy_helper
-
-    total = 0
-    for init in model.graph.initializer:
-        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-            total += (int(np.prod(init.dims)) + 1) // 2
-        else:
-            total += numpy_helper.to_array(init).nbytes
-    return total

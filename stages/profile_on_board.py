@@ -28,11 +28,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+import onnx
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mcuvision import tflite_graph  # noqa: E402
+from mcuvision import onnx_graph, tflite_graph  # noqa: E402
 from mcuvision.atomic import write_json, write_text  # noqa: E402
 from mcuvision.config.base import ConfigError, load_params  # noqa: E402
 from mcuvision.config.board import BoardConfig, load_board_dir  # noqa: E402
@@ -47,20 +47,6 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def onnx_weights_bytes(path: Path) -> int:
-    """Bytes of the ONNX initializers as stored (int4 packed two per byte), like the quantize stage."""
-    import onnx
-    from onnx import numpy_helper
-
-    total = 0
-    for init in onnx.load(str(path)).graph.initializer:
-        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-            total += (int(np.prod(init.dims)) + 1) // 2
-        else:
-            total += numpy_helper.to_array(init).nbytes
-    return total
 
 
 def activation_ram(model_path: Path, graph, invokes: int) -> dict:
@@ -106,7 +92,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
     }
     if qdq_path is not None:
         result["onnx_qdq_int8"] = {"file_bytes": qdq_path.stat().st_size,
-                                   "weights_bytes": onnx_weights_bytes(qdq_path),
+                                   "weights_bytes": onnx_graph.weights_bytes(onnx.load(str(qdq_path))),
                                    "latency": {"onnxruntime_1_thread": latency.onnxruntime(qdq_path, repeats)}}
     result["board"] = selected
     result["boards"] = {}

@@ -25,7 +25,8 @@ from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.quantize import QuantizeConfig  # noqa: E402
 from mcuvision.data import decode_all, read_split  # noqa: E402
 from mcuvision.model import Clip  # noqa: E402,F401  (registers the layer for loading)
-from mcuvision.quantization import float_onnx, int8_tflite, onnx_weights_bytes, qdq_onnx  # noqa: E402
+from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes  # noqa: E402
+from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx  # noqa: E402
 from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict  # noqa: E402
 
 
