@@ -138,12 +138,13 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     with atomic_path(model_out) as tmp:
         model.save(tmp)
     val_acc = history.history.get("val_accuracy", [])
+    epochs = history.epoch  # absolute epoch indices: after a resume they start past 0
     steady = throughput.per_epoch[1:] or throughput.per_epoch
     metrics = {
         "best_val_accuracy": float(max(val_acc)) if val_acc else None,
-        "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
-        # After a resume, history holds only the epochs of this run; the backup kept the rest.
-        "epochs_run": len(val_acc), "wall_time_s": round(wall, 1),
+        "best_epoch": epochs[int(np.argmax(val_acc))] + 1 if val_acc else None,
+        "epochs_run": epochs[-1] + 1 if epochs else 0, "epochs_this_run": len(epochs),
+        "wall_time_s": round(wall, 1),
         "images_per_s": round(float(np.median(steady)), 1) if steady else None,
         "train_images": len(train_split), "val_images": len(val_split), "classes": classes,
         "device": "GPU" if on_gpu else "CPU", "replicas": strategy.num_replicas_in_sync,

@@ -78,5 +78,6 @@ def test_interrupted_run_leaves_no_model_and_resumes(tmp_path, tiny, params):
     folder = out["model_out"].parent
     assert not folder.exists() or not any(folder.iterdir()), "nor any temporary file beside it"
     metrics = train_stage.run(train, model, 127, manifest, raw, **out)
-    assert metrics["epochs_run"] == 1, "the re-run resumes after the 2 finished epochs"
+    assert metrics["epochs_this_run"] == 1, "the re-run resumes after the 2 finished epochs"
+    assert metrics["epochs_run"] == 3
     assert out["model_out"].is_file()
