@@ -136,7 +136,7 @@ def test_small_model_arena_head_equals_the_lower_bound(small):
 def test_bisected_minimal_arena_runs_and_one_byte_less_does_not(small):
     path, _ = small
     first = tflm.probe(path, 1 << 20)
-    found = tflm.minimal_arena(path, first["total"])
+    found = tflm.minimal_arena(path, first["total"], 8 << 20)
     minimal = found["minimal_arena_bytes"]
     assert tflm.probe(path, minimal)["ok"]
     assert not tflm.probe(path, minimal - 1)["ok"]

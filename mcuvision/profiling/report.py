@@ -54,8 +54,7 @@ def render(p: dict) -> str:
     out += [f"- Arena: head {ram['head_bytes']} B + tail {ram['tail_bytes']} B = total {ram['total_bytes']} B. "
             f"Smallest arena_size that allocates and runs one inference: {ram['minimal_arena_bytes']} B; "
             f"{ram['minimal_arena_bytes'] - 1} B {'fails' if ram['one_byte_less_fails'] else '**does not fail**'} "
-            f"({ram['probes']} probes; TFLite Micro aligns buffers to {ram['alignment_bytes']} B, hence the "
-            f"{ram['total_minus_minimal_bytes']} B between the recorded total and the minimum).",
+            f"({ram['probes']} probes). {_total_vs_minimum(ram)}",
             f"- Lower bound: peak of simultaneously live activations over the op order = {ram['lower_bound_bytes']} B "
             f"(at op {ram['peak_op_index']} {ram['peak_op']}); TFLite Micro's plan is {gap} B "
             f"({ram['head_over_lower_bound_pct']:.2f}%) above it.",
@@ -132,3 +131,13 @@ def render(p: dict) -> str:
                   [[r["index"], r["op"], r["kind"], f"{r['macc']:,}", r["output"][:80]] for r in macc["per_layer"]])
     out += ["</details>", ""]
     return "\n".join(out)
+
+
+def _total_vs_minimum(ram: dict) -> str:
+    diff = ram["total_minus_minimal_bytes"]
+    if diff >= 0:
+        return (f"TFLite Micro aligns buffers to {ram['alignment_bytes']} B, hence the {diff} B between the "
+                "recorded total and the minimum.")
+    # Allocation needs transient space that is released before the final head/tail are recorded.
+    return (f"The minimum is {-diff} B above the recorded total: allocating the tensors needs transient "
+            "(temp) arena space beyond the final head + tail.")

@@ -55,8 +55,13 @@ def probe(model: Path, arena_size: int, invokes: int = 1, timeout: float = 300.0
     return result
 
 
-def minimal_arena(model: Path, start: int) -> dict:
-    """Bisect the smallest arena_size that allocates and invokes; `start` must be one that works."""
+def minimal_arena(model: Path, start: int, limit: int) -> dict:
+    """Bisect the smallest arena_size that allocates and invokes, starting from the recorded total.
+
+    The recorded total can be too small: allocation also needs transient (temp) space, which on
+    some graphs (e.g. tiny inputs whose late layers are 1x1) exceeds the final head + tail.
+    Then the search first grows from `start` (up to `limit`, which must work).
+    """
     probes = 0
 
     def ok(size: int) -> bool:
@@ -64,13 +69,16 @@ def minimal_arena(model: Path, start: int) -> dict:
         probes += 1
         return size > 0 and probe(model, size)["ok"]
 
-    hi = start
-    if not ok(hi):
-        raise TflmError(f"TFLite Micro failed with the recorded arena total ({start} B)")
-    step, lo = 64, max(0, hi - 64)
-    while lo > 0 and ok(lo):  # walk down in growing steps until a size fails
-        hi, step = lo, step * 4
-        lo = max(0, hi - step)
+    lo, hi = 0, start
+    while not ok(hi):
+        if hi >= limit:
+            raise TflmError(f"TFLite Micro failed with every arena from the recorded total ({start} B) to {limit} B")
+        lo, hi = hi, min(limit, hi * 2)
+    if lo == 0:
+        step, lo = 64, max(0, hi - 64)
+        while lo > 0 and ok(lo):  # walk down in growing steps until a size fails
+            hi, step = lo, step * 4
+            lo = max(0, hi - step)
     while hi - lo > 1:  # invariant: lo fails, hi works
         mid = (lo + hi) // 2
         if ok(mid):
@@ -87,7 +95,7 @@ def measure(model: Path, invokes: int = 1, generous: int | None = None) -> dict:
     first = probe(model, size, invokes)
     if not first["ok"] or "total" not in first:
         raise TflmError(f"TFLite Micro could not run {model} with a {size} B arena: {first.get('error')}")
-    bisect = minimal_arena(model, first["total"])
+    bisect = minimal_arena(model, first["total"], size)
     return {"head_bytes": first["head"], "tail_bytes": first["tail"], "total_bytes": first["total"],
             **bisect, "alignment_bytes": ALIGNMENT,
             "total_minus_minimal_bytes": first["total"] - bisect["minimal_arena_bytes"],
