@@ -27,10 +27,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.config.train import AugmentConfig  # noqa: E402
+from mcuvision.config.train import AugmentConfig, TrainConfig  # noqa: E402
 from mcuvision.data import Split, make_dataset  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import Throughput  # noqa: E402
+from mcuvision.training import Throughput, compile_model  # noqa: E402
 
 from mcuvision.sources import IMAGE_SUFFIXES  # noqa: E402
 
@@ -53,16 +53,15 @@ def list_images(folder: Path) -> tuple[Split, int]:
     return Split(paths, np.asarray(labels, np.int32)), len(classes)
 
 
-def new_model(num_classes: int, res: int, conf: dict) -> keras.Model:
-    """build_model compiled as stages/train.py does (AdamW, label-smoothed cross-entropy)."""
+def new_model(num_classes: int, res: int, conf: dict, steps_per_epoch: int) -> keras.Model:
+    """build_model compiled exactly as stages/train.py does on a CPU (XLA off)."""
     keras.utils.set_random_seed(0)
-    model = build_model(num_classes, res, dropout=conf["dropout"])
+    train = TrainConfig.from_params({"train": conf})
+    model = build_model(num_classes, res, dropout=train.dropout)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = conf["bn_momentum"]
-    model.compile(optimizer=keras.optimizers.AdamW(conf["learning_rate"], weight_decay=conf["weight_decay"]),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=conf["label_smoothing"]),
-                  metrics=["accuracy"])
+            layer.momentum = train.bn_momentum
+    compile_model(model, train, steps_per_epoch, xla=False)
     return model
 
 
@@ -112,7 +111,7 @@ def main() -> None:
     rows = []
     for res in args.res:
         # One model per resolution, traced once: compute only first, then end to end.
-        model = new_model(num_classes, res, conf)
+        model = new_model(num_classes, res, conf, steps_per_epoch=-(-n // args.batch))
         compute = compute_only(model, n, num_classes, res, args.epochs, args.batch)
         ds = end_to_end_dataset(split, num_classes, res, conf, args.batch, augment=not args.no_augment)
         pipe = pipeline_only(ds, n, args.epochs) if args.pipeline else None

@@ -1,9 +1,11 @@
-"""Keras callbacks the train stage relies on: BatchNorm recalibration and throughput timing."""
+"""How the train stage compiles the model, and the Keras callbacks it relies on."""
 from __future__ import annotations
 
 import time
 
 import keras
+
+from .config.train import TrainConfig
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
@@ -51,3 +53,24 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.per_epoch.append(self.images / max(self.last - self.start, 1e-9))
+
+
+def learning_rate(train: TrainConfig, steps_per_epoch: int):
+    if train.schedule != "cosine":
+        return train.learning_rate  # constant, or lowered by ReduceLROnPlateau
+    warmup = train.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=train.learning_rate * (0.01 if warmup else 1.0),
+        decay_steps=max(1, train.epochs * steps_per_epoch - warmup),
+        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int, xla: bool) -> None:
+    rate = learning_rate(train, steps_per_epoch)
+    if train.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+                  metrics=["accuracy"], jit_compile=xla)

@@ -31,7 +31,7 @@ from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.train import TrainConfig  # noqa: E402
 from mcuvision.data import make_dataset, read_split  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import PreciseBatchNorm, Throughput  # noqa: E402
+from mcuvision.training import PreciseBatchNorm, Throughput, compile_model  # noqa: E402
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -47,27 +47,6 @@ def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest: Pat
     digest = hashlib.sha256(json.dumps([as_dict(train), as_dict(model), seed], sort_keys=True).encode())
     digest.update(manifest.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def learning_rate(train: TrainConfig, steps_per_epoch: int):
-    if train.schedule != "cosine":
-        return train.learning_rate  # constant, or lowered by ReduceLROnPlateau
-    warmup = train.warmup_epochs * steps_per_epoch
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=train.learning_rate * (0.01 if warmup else 1.0),
-        decay_steps=max(1, train.epochs * steps_per_epoch - warmup),
-        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup)
-
-
-def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int, xla: bool) -> None:
-    rate = learning_rate(train, steps_per_epoch)
-    if train.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(rate)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
-                  metrics=["accuracy"], jit_compile=xla)
 
 
 def callbacks(train: TrainConfig, backup: Path, live_dir: Path, throughput: Throughput, precise_bn) -> list:
