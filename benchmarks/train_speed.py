@@ -30,7 +30,7 @@ from mcuvision.augment import build_augmenter  # noqa: E402
 from mcuvision.config.train import AugmentConfig, TrainConfig  # noqa: E402
 from mcuvision.data import Split, make_dataset  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import Throughput, compile_model  # noqa: E402
+from mcuvision.training import Throughput, compile_model, set_bn_momentum  # noqa: E402
 
 from mcuvision.sources import IMAGE_SUFFIXES  # noqa: E402
 
@@ -58,9 +58,7 @@ def new_model(num_classes: int, res: int, conf: dict, steps_per_epoch: int) -> k
     keras.utils.set_random_seed(0)
     train = TrainConfig.from_params({"train": conf})
     model = build_model(num_classes, res, dropout=train.dropout)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = train.bn_momentum
+    set_bn_momentum(model, train.bn_momentum)
     compile_model(model, train, steps_per_epoch, xla=False)
     return model
 

@@ -6,6 +6,7 @@ fine and only fails on load), so files are inspected in parallel processes.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,8 @@ def inspect_file(path: str) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            # The bytes already read for the checksum: each file is read from disk once.
+            with Image.open(io.BytesIO(data)) as image:
                 facts.update(width=image.width, height=image.height, mode=image.mode,
                              format=image.format or "")
                 image.load()  # full decode: truncated or corrupt data fails here, not at open

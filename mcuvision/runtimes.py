@@ -12,10 +12,18 @@ class TfliteRunner:
     """LiteRT interpreter; quantizes raw pixels with the model's own input scale/zero point."""
 
     def __init__(self, content: bytes, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        self.interpreter = Interpreter(model_content=content, num_threads=threads)
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_content=content, num_threads=threads)
+            self.interpreter.allocate_tensors()
+            self.kernels = "XNNPACK (default)"
+        except RuntimeError as error:
+            # XNNPACK refuses some graphs (seen on an untrained model); the built-in kernels run them.
+            self.interpreter = Interpreter(model_content=content, num_threads=threads,
+                                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            self.interpreter.allocate_tensors()
+            self.kernels = f"none: built-in kernels (XNNPACK refused the model: {str(error).strip()[:120]})"
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -43,8 +43,8 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def copy_classes(root: Path, dest: Path) -> dict[str, int]:
-    """Copy every class folder of `root` (nested files flattened into the class) to `dest`."""
+def copy_classes(root: Path, dest: Path, transfer=shutil.copyfile) -> dict[str, int]:
+    """Copy (or `transfer`) every class folder of `root`, nested files flattened into the class, to `dest`."""
     counts = {}
     for folder in class_folders(root):
         target = dest / folder.name
@@ -52,7 +52,7 @@ def copy_classes(root: Path, dest: Path) -> dict[str, int]:
         files = sorted(f for f in folder.rglob("*") if f.is_file() and not is_junk(f))
         for f in files:
             name = "__".join(f.relative_to(folder).parts)
-            shutil.copyfile(f, target / name)
+            transfer(f, target / name)
         counts[folder.name] = len(files)
     return counts
 
@@ -84,7 +84,7 @@ def find_class_root(extracted: Path, hint: str | None) -> Path:
             return root
 
 
-def food101_split(root: Path, dest: Path) -> dict[str, dict[str, int]]:
+def food101_split(root: Path, dest: Path, transfer=shutil.copyfile) -> dict[str, dict[str, int]]:
     """Food-101's official split: meta/{train,test}.txt list `class/id` for images/<class>/<id>.jpg."""
     counts: dict[str, dict[str, int]] = {}
     for split in ("train", "test"):
@@ -99,19 +99,20 @@ def food101_split(root: Path, dest: Path) -> dict[str, dict[str, int]]:
                 raise SourceError(f"meta/{split}.txt lists {line}, but {src} is missing")
             target = dest / split / cls
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target / src.name)
+            transfer(src, target / src.name)
             split_counts[cls] = split_counts.get(cls, 0) + 1
         counts[split] = dict(sorted(split_counts.items()))
     return counts
 
 
-def from_folders(train_root: Path, test_root: Path | None, dest: Path) -> dict:
+def from_folders(train_root: Path, test_root: Path | None, dest: Path, transfer=shutil.copyfile) -> dict:
     """A local folder (optionally with a separate test folder) into the common layout."""
     if test_root is None:
-        counts = copy_classes(train_root, dest)
+        counts = copy_classes(train_root, dest, transfer)
         return {"classes": sorted(counts), "counts": counts, "splits": None,
                 "license_files": copy_docs(train_root, dest)}
-    counts = {"train": copy_classes(train_root, dest / "train"), "test": copy_classes(test_root, dest / "test")}
+    counts = {"train": copy_classes(train_root, dest / "train", transfer),
+              "test": copy_classes(test_root, dest / "test", transfer)}
     unknown = sorted(set(counts["test"]) - set(counts["train"]))
     if unknown:
         raise SourceError(f"test folder {test_root} has classes absent from {train_root}: {', '.join(unknown)}")
@@ -120,12 +121,13 @@ def from_folders(train_root: Path, test_root: Path | None, dest: Path) -> dict:
 
 
 def from_extracted(extracted: Path, source: SourceConfig, dest: Path) -> dict:
+    # The extraction is a scratch folder of ours: moving files saves a second copy of the dataset.
     root = find_class_root(extracted, source.archive_root)
     if source.layout == "food101":
-        counts = food101_split(root, dest)
+        counts = food101_split(root, dest, shutil.move)
         return {"classes": sorted(counts["train"]), "counts": counts, "splits": ["train", "test"],
                 "license_files": copy_docs(root, dest)}
-    return from_folders(root, None, dest)
+    return from_folders(root, None, dest, shutil.move)
 
 
 def from_synthetic(config: DatasetConfig, dest: Path) -> dict:

@@ -48,19 +48,6 @@ def weights_bytes(model: schema.ModelT) -> int:
                if b < len(model.buffers) and model.buffers[b].data is not None)
 
 
-def constant_bytes_by_type(model: schema.ModelT) -> dict[str, int]:
-    seen, totals = set(), {}
-    for graph in model.subgraphs:
-        for tensor in graph.tensors:
-            buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
-            if tensor.buffer in seen or buffer is None or buffer.data is None:
-                continue
-            seen.add(tensor.buffer)
-            kind = _TYPE_NAMES[tensor.type].lower()
-            totals[kind] = totals.get(kind, 0) + len(buffer.data)
-    return totals
-
-
 def operator_names(model: schema.ModelT) -> list[str]:
     codes = model.operatorCodes
     names = []

@@ -8,6 +8,13 @@ import keras
 from .config.train import TrainConfig
 
 
+def set_bn_momentum(model: keras.Model, momentum: float) -> None:
+    """Momentum of every BatchNormalization layer's moving statistics (Keras' default is 0.99)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
 class PreciseBatchNorm(keras.callbacks.Callback):
     """Before each validation, set BatchNorm moving statistics to the exact average over a few
     training batches under the current weights ("precise BN").

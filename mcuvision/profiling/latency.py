@@ -43,24 +43,12 @@ def _input_for(shape, dtype: np.dtype) -> np.ndarray:
     return raw.astype(dtype)
 
 
-def _litert_interpreter(content: bytes):
-    """LiteRT with its default XNNPACK delegate; its built-in kernels when XNNPACK refuses the model."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        interpreter = Interpreter(model_content=content, num_threads=1)
-        interpreter.allocate_tensors()
-        return interpreter, "XNNPACK (default)"
-    except RuntimeError as error:
-        interpreter = Interpreter(model_content=content, num_threads=1,
-                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-        return interpreter, f"none: built-in kernels (XNNPACK refused the model: {str(error).strip()[:120]})"
-
-
 def litert(content: bytes, repeats: int) -> dict:
     """LiteRT (ai_edge_litert), 1 thread, invoke() only."""
-    interpreter, delegate = _litert_interpreter(content)
+    from mcuvision.runtimes import TfliteRunner
+
+    runner = TfliteRunner(content, threads=1)
+    interpreter, delegate = runner.interpreter, runner.kernels
     detail = interpreter.get_input_details()[0]
     x = _input_for(detail["shape"], np.dtype(detail["dtype"]))
     times = []
