@@ -36,7 +36,7 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, model_con
         "preprocessing": {
             "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
             "resize": f"{model_config.interpolation}, to {res}x{res}", "channel_order": "RGB", "layout": "NHWC"},
-        "tflite_int8": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape), "quantization": quant(inputs[0])},
+        "int8_tflite": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape), "quantization": quant(inputs[0])},
                         "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape), "quantization": quant(outputs[0])}},
         "onnx": {"input": "float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc" else "float32 (N, 3, H, W) raw pixels",
                  "output": "float32 (N, classes) probabilities", "opset": quantize.onnx_opset},

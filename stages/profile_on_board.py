@@ -81,7 +81,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
         "host": {"cpu": latency.host_cpu(), "repeats": repeats,
                  "versions": {"tflite_micro": _version("tflite-micro"), "litert": _version("ai-edge-litert"),
                               "onnxruntime": _version("onnxruntime")}},
-        "tflite_int8": {
+        "int8_tflite": {
             "file_bytes": len(content), "weights_bytes": weights,
             "input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape)},
             "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
@@ -91,7 +91,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
         },
     }
     if qdq_path is not None:
-        result["onnx_qdq_int8"] = {"file_bytes": qdq_path.stat().st_size,
+        result["int8_qdq_onnx"] = {"file_bytes": qdq_path.stat().st_size,
                                    "weights_bytes": onnx_graph.weights_bytes(onnx.load(str(qdq_path))),
                                    "latency": {"onnxruntime_1_thread": latency.onnxruntime(qdq_path, repeats)}}
     result["board"] = selected
@@ -118,7 +118,7 @@ def run(board: BoardConfig, tflite_path: Path, qdq_path: Path, board_dir: Path, 
 
 
 def _summary(result: dict) -> str:
-    t = result["tflite_int8"]
+    t = result["int8_tflite"]
     ram = t["activation_ram"]
     sel = result["boards"][result["board"]]
     return (f"profile: MACC {t['macc']['total']:,}, weights {t['weights_bytes']} B, TFLite Micro head "

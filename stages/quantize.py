@@ -87,12 +87,12 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path
     float_onnx_probs = OnnxRunner(str(onnx_out)).predict(validation)
     metrics = {
         "calibration_images": int(len(calibration)), "agreement_images": int(len(validation)),
-        "tflite_int8": {"file_bytes": tflite_out.stat().st_size, **tflite_facts,
+        "int8_tflite": {"file_bytes": tflite_out.stat().st_size, **tflite_facts,
                         "agreement_with_float": agreement(reference, TfliteRunner(tflite).predict(validation))},
-        "onnx_float": {"file_bytes": onnx_out.stat().st_size, "weights_bytes": onnx_weights_bytes(float_model),
+        "float_onnx": {"file_bytes": onnx_out.stat().st_size, "weights_bytes": onnx_weights_bytes(float_model),
                        "opset": config.onnx_opset, "layout": config.onnx_layout,
                        "max_abs_diff_vs_keras": float(np.abs(float_onnx_probs - reference).max()) if len(validation) else None},
-        "onnx_qdq_int8": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),
+        "int8_qdq_onnx": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),
                           "agreement_with_float": agreement(reference, OnnxRunner(str(qdq_out), exact_qdq=True).predict(validation)),
                           "agreement_runtime": "onnxruntime, QDQ not fused into x86 int8 kernels (see mcuvision/runtimes.py)"},
     }
@@ -112,7 +112,7 @@ def main() -> None:
                       args.qdq, args.metrics)
     except (ConfigError, QuantizationError) as error:
         sys.exit(f"quantize failed: {error}")
-    t, q = metrics["tflite_int8"], metrics["onnx_qdq_int8"]
+    t, q = metrics["int8_tflite"], metrics["int8_qdq_onnx"]
     print(f"quantize: int8 TFLite {t['file_bytes']} B (weights {t['weights_bytes']} B), agreement "
           f"{t['agreement_with_float']:.3f}; QDQ ONNX {q['file_bytes']} B, agreement {q['agreement_with_float']:.3f}")
 

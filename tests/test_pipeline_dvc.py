@@ -52,7 +52,7 @@ def test_repro_then_noop(clone):
     assert json.loads((clone / "metrics" / "train.json").read_text())["epochs_run"] == 2
     assert (clone / "models" / "float.keras").is_file()
     quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
-    assert quantized["tflite_int8"]["input"]["dtype"] == "uint8"
+    assert quantized["int8_tflite"]["input"]["dtype"] == "uint8"
     assert (clone / "artifacts" / "st_efficientnetlcv1_32_tfs_int8.tflite").is_file()
     assert (clone / "artifacts" / "SHA256SUMS").is_file()
     start = time.perf_counter()

@@ -231,10 +231,10 @@ def test_stage_reports_latency_and_fit_for_every_board_file(staged):
         assert isinstance(b["fits_ram"], bool) and isinstance(b["fits_flash"], bool), name
         assert isinstance(b["ram_margin_kib"], float) and isinstance(b["flash_margin_kib"], float), name
         assert b["calibrated"] == (name != "b_u585i_iot02a")
-    ram = written["tflite_int8"]["activation_ram"]
+    ram = written["int8_tflite"]["activation_ram"]
     assert ram["head_bytes"] + ram["tail_bytes"] == ram["total_bytes"] and ram["one_byte_less_fails"]
     for key in ("litert_1_thread", "tflite_micro"):
-        lat = written["tflite_int8"]["latency"][key]
+        lat = written["int8_tflite"]["latency"][key]
         assert lat["runs"] == 3 and lat["min_ms"] <= lat["median_ms"] <= lat["max_ms"]
         assert lat["measured_on"].startswith("this host (")
     text = (tmp / "profile.md").read_text()

@@ -63,8 +63,8 @@ def test_int8_models_agree_with_float_on_held_out_images(trained):
     _, _, out = trained
     m = out["metrics"]
     assert m["agreement_images"] == 60
-    assert m["tflite_int8"]["agreement_with_float"] >= 0.98, m
-    assert m["onnx_qdq_int8"]["agreement_with_float"] >= 0.98, m
+    assert m["int8_tflite"]["agreement_with_float"] >= 0.98, m
+    assert m["int8_qdq_onnx"]["agreement_with_float"] >= 0.98, m
 
 
 def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
@@ -80,7 +80,7 @@ def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
 
 def test_float_onnx_matches_keras(trained):
     _, _, out = trained
-    assert out["metrics"]["onnx_float"]["max_abs_diff_vs_keras"] < 1e-4
+    assert out["metrics"]["float_onnx"]["max_abs_diff_vs_keras"] < 1e-4
 
 
 def test_per_tensor_option_changes_the_model(trained, tmp_path):
@@ -103,7 +103,7 @@ def test_int4_asked_of_tflite_is_refused(base_params):
 def test_five_class_weights_flash_matches_the_card(tmp_path, base_params):
     run = tiny_run(tmp_path, copy.deepcopy(base_params), classes=5, per_class=12, val_per_class=2, res=32, epochs=1)
     out = quantize_into(tmp_path, run)
-    weights = out["metrics"]["tflite_int8"]["weights_bytes"]
+    weights = out["metrics"]["int8_tflite"]["weights_bytes"]
     assert abs(weights - 517_412) / 517_412 < 0.01, weights
 
 
@@ -118,7 +118,7 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
         assert name in files and (art / name).is_file(), name
     assert (art / "labels.txt").read_text().split() == ["class_000", "class_001", "class_002"]
     meta = json.loads((art / "metadata.json").read_text())
-    assert meta["tflite_int8"]["input"]["dtype"] == "uint8" and meta["tflite_int8"]["input"]["quantization"]["scale"] == 1.0
+    assert meta["int8_tflite"]["input"]["dtype"] == "uint8" and meta["int8_tflite"]["input"]["quantization"]["scale"] == 1.0
     for line in (art / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((art / name).read_bytes()).hexdigest() == digest

@@ -25,7 +25,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def render(p: dict) -> str:
-    t, q = p["tflite_int8"], p.get("onnx_qdq_int8")
+    t, q = p["int8_tflite"], p.get("int8_qdq_onnx")
     ram, macc = t["activation_ram"], t["macc"]
     res = "x".join(str(v) for v in t["input"]["shape"][1:])
     name = p["model"]["name"]
