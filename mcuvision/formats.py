@@ -21,6 +21,8 @@ FORMATS = {
     "w4w8_qdq_onnx": "Int4/Int8 QDQ ONNX (onnxruntime)",
 }
 QUANTIZED = ("int8_tflite", "int8_qdq_onnx", "w4w8_qdq_onnx")
+# quantize writes its int4/int8 folder always; the model inside only when the search is enabled.
+W4W8_MODEL_FILE, W4W8_SEARCH_FILE = "qdq_w4w8.onnx", "search.json"
 SUFFIXES = (".tflite", ".onnx", ".keras")
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
+import zipfile
 import shutil
 import sys
 from pathlib import Path
@@ -18,24 +20,46 @@ from mcuvision.atomic import atomic_dir
 from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 
 
-def artifact_names(res: int) -> dict[str, str]:
+
+def artifact_names(res: int, w4w8: dict | None = None) -> dict[str, str]:
     stem = f"st_efficientnetlcv1_{res}_tfs"
-    return {"tflite": f"{stem}_int8.tflite", "qdq": f"{stem}_qdq_int8.onnx", "keras": f"{stem}.keras",
-            "onnx": f"{stem}.onnx", "c_name": f"{stem}_int8"}
+    names = {"tflite": f"{stem}_int8.tflite", "qdq": f"{stem}_qdq_int8.onnx", "keras": f"{stem}.keras",
+             "onnx": f"{stem}.onnx", "c_name": f"{stem}_int8"}
+    if w4w8:
+        # ST's convention carries the achieved shares and accuracy in the file name.
+        names["w4w8"] = (f"{stem}_qdq_w4_{w4w8['int4_share_pct']:.1f}%_w8_{w4w8['int8_share_pct']:.1f}%"
+                         f"_a8_{w4w8['activations_int8_pct']:g}%_acc_{100 * w4w8['accuracy']:.2f}.onnx")
+    return names
 
 
-def metadata(names: dict, res: int, classes: list[str], tflite: bytes, model_config: ModelConfig,
+def keras_params(keras_path: Path) -> int:
+    """Parameter count of a .keras file, as Keras' count_params gives it, without loading TensorFlow.
+
+    The archive's weights file keeps the model's variables under layers/ (optimizer state elsewhere).
+    """
+    import h5py
+
+    with zipfile.ZipFile(keras_path) as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        sizes = []
+        weights["layers"].visititems(lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
+    return int(sum(sizes))
+
+
+def metadata(names: dict, res: int, classes: list[str], tflite: bytes, params: int, model_config: ModelConfig,
              quantize: QuantizeConfig, source: dict, seed: int) -> dict:
     inputs, outputs = tflite_graph.io_tensors(tflite_graph.load(tflite))
     quant = lambda t: {"scale": t.scale[0], "zero_point": t.zero_point[0]} if t.scale else None  # noqa: E731
     return {
         "model": "ST EfficientNet LC v1", "files": {k: v for k, v in names.items() if k != "c_name"},
-        "classes": classes, "num_classes": len(classes), "resolution": [res, res],
+        "classes": classes, "num_classes": len(classes), "resolution": [res, res], "params": params,
         "preprocessing": {
             "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
-            "resize": f"{model_config.interpolation}, to {res}x{res}", "channel_order": "RGB", "layout": "NHWC"},
+            "resize": f"{model_config.interpolation}, to {res}x{res}", "interpolation": model_config.interpolation,
+            "channel_order": "RGB", "layout": "NHWC"},
         "int8_tflite": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape), "quantization": quant(inputs[0])},
                         "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape), "quantization": quant(outputs[0])}},
         "onnx": {"input": "float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc" else "float32 (N, 3, H, W) raw pixels",
@@ -46,18 +70,23 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, model_con
 
 
 def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, keras_path: Path, tflite_path: Path,
-        onnx_path: Path, qdq_path: Path, train_metrics: Path, source_record: Path, out: Path) -> list[str]:
+        onnx_path: Path, qdq_path: Path, w4w8_dir: Path, train_metrics: Path, source_record: Path,
+        out: Path) -> list[str]:
     res = model_config.res
-    names = artifact_names(res)
+    search = json.loads((w4w8_dir / W4W8_SEARCH_FILE).read_text(encoding="utf-8"))
+    names = artifact_names(res, search if search.get("enabled") else None)
+    models = {"tflite": tflite_path, "qdq": qdq_path, "keras": keras_path, "onnx": onnx_path}
+    if "w4w8" in names:
+        models["w4w8"] = w4w8_dir / W4W8_MODEL_FILE
     classes = json.loads(train_metrics.read_text(encoding="utf-8"))["classes"]
     tflite = tflite_path.read_bytes()
     shape = tflite_graph.io_tensors(tflite_graph.load(tflite))[0][0].shape
     with atomic_dir(out) as tmp:
-        for key, src in (("tflite", tflite_path), ("qdq", qdq_path), ("keras", keras_path), ("onnx", onnx_path)):
+        for key, src in models.items():
             shutil.copyfile(src, tmp / names[key])
         (tmp / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
         source = json.loads(source_record.read_text(encoding="utf-8"))
-        info = metadata(names, res, classes, tflite, model_config, quantize, source, seed)
+        info = metadata(names, res, classes, tflite, keras_params(keras_path), model_config, quantize, source, seed)
         (tmp / "metadata.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         c_name = names["c_name"]
         (tmp / f"{c_name}.h").write_text(c_array.header(c_name, shape, classes), encoding="utf-8")
@@ -70,13 +99,14 @@ def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, keras_pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Package the models for users and firmware.")
-    for name in ("keras", "tflite", "onnx", "qdq", "train_metrics", "source", "out"):
+    for name in ("keras", "tflite", "onnx", "qdq", "w4w8", "train_metrics", "source", "out"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, required=True)
     args = parser.parse_args()
     try:
         params = load_params()
         files = run(ModelConfig.from_params(params), QuantizeConfig.from_params(params), seed_of(params),
-                    args.keras, args.tflite, args.onnx, args.qdq, args.train_metrics, args.source, args.out)
+                    args.keras, args.tflite, args.onnx, args.qdq, args.w4w8, args.train_metrics, args.source,
+                    args.out)
     except ConfigError as error:
         sys.exit(f"export failed: {error}")
     print(f"export: {len(files)} files -> {args.out}/: {', '.join(files)}")

@@ -36,6 +36,7 @@ from mcuvision import onnx_graph, tflite_graph  # noqa: E402
 from mcuvision.atomic import write_json, write_text  # noqa: E402
 from mcuvision.config.base import ConfigError, load_params  # noqa: E402
 from mcuvision.config.board import BoardConfig, load_board_dir  # noqa: E402
+from mcuvision.formats import W4W8_MODEL_FILE  # noqa: E402
 from mcuvision.profiling import boards as board_model  # noqa: E402
 from mcuvision.profiling import latency, liveness, macc, report, stedgeai, tflm  # noqa: E402
 
@@ -64,8 +65,13 @@ def activation_ram(model_path: Path, graph, invokes: int) -> dict:
             }, measured["invoke_times_s"]
 
 
+def onnx_facts(path: Path, repeats: int) -> dict:
+    return {"file_bytes": path.stat().st_size, "weights_bytes": onnx_graph.weights_bytes(onnx.load(str(path))),
+            "latency": {"onnxruntime_1_thread": latency.onnxruntime(path, repeats)}}
+
+
 def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardConfig], selected: str | None,
-            repeats: int) -> dict:
+            repeats: int, w4w8_path: Path | None = None) -> dict:
     """Everything measured, computed and estimated for one int8 TFLite model (and its QDQ ONNX twin)."""
     content = tflite_path.read_bytes()
     graph = tflite_graph.load(content)
@@ -91,9 +97,9 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
         },
     }
     if qdq_path is not None:
-        result["int8_qdq_onnx"] = {"file_bytes": qdq_path.stat().st_size,
-                                   "weights_bytes": onnx_graph.weights_bytes(onnx.load(str(qdq_path))),
-                                   "latency": {"onnxruntime_1_thread": latency.onnxruntime(qdq_path, repeats)}}
+        result["int8_qdq_onnx"] = onnx_facts(qdq_path, repeats)
+    if w4w8_path is not None:
+        result["w4w8_qdq_onnx"] = onnx_facts(w4w8_path, repeats)
     result["board"] = selected
     result["boards"] = {}
     for name, board in boards.items():
@@ -107,11 +113,13 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
 
 
 def run(board: BoardConfig, tflite_path: Path, qdq_path: Path, board_dir: Path, metrics_out: Path,
-        report_out: Path, repeats: int = 20) -> dict:
+        report_out: Path, repeats: int = 20, w4w8_dir: Path | None = None) -> dict:
+    w4w8_path = w4w8_dir / W4W8_MODEL_FILE if w4w8_dir is not None else None
+    w4w8_path = w4w8_path if w4w8_path is not None and w4w8_path.is_file() else None
     boards = load_board_dir(board_dir)
     boards[board.name] = board  # params.yaml (with any -S override) wins over the file of the same name
     boards = {board.name: boards.pop(board.name), **dict(sorted(boards.items()))}
-    result = profile(tflite_path, qdq_path, boards, board.name, repeats)
+    result = profile(tflite_path, qdq_path, boards, board.name, repeats, w4w8_path)
     write_json(metrics_out, result)
     write_text(report_out, report.render(result))
     return result
@@ -132,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Profile int8 models: measured off the board, estimated on it.")
     parser.add_argument("--tflite", type=Path, help="pipeline: the int8 TFLite model")
     parser.add_argument("--qdq", type=Path, help="pipeline: the int8 QDQ ONNX model")
+    parser.add_argument("--w4w8", type=Path, help="pipeline: quantize's int4/int8 folder (its model is optional)")
     parser.add_argument("--boards", type=Path, default=PROJECT_BOARDS, help="folder of board files (conf/board)")
     parser.add_argument("--metrics", type=Path, help="write the JSON here")
     parser.add_argument("--report", type=Path, help="write the Markdown report here")
@@ -161,7 +170,7 @@ def main() -> None:
             if missing:
                 parser.error(f"pipeline use needs {', '.join(missing)} (or --model PATH --board NAME standalone)")
             board = BoardConfig.from_params(load_params())
-            result = run(board, args.tflite, args.qdq, args.boards, args.metrics, args.report, args.repeats)
+            result = run(board, args.tflite, args.qdq, args.boards, args.metrics, args.report, args.repeats, args.w4w8)
     except (ConfigError, tflm.TflmError, stedgeai.VendorBackendError) as error:
         sys.exit(f"profile_on_board failed: {error}")
     print(_summary(result))

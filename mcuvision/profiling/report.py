@@ -18,7 +18,7 @@ def _fit(ok: bool, margin: float) -> str:
     return f"{'yes' if ok else '**no**'} ({margin:+.2f} KiB)"
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines + [""]
@@ -46,10 +46,12 @@ def render(p: dict) -> str:
     rows = [[name, "Int8 TFLite", res, kib(ram["head_bytes"]), kib(ram["tail_bytes"]), kib(ram["total_bytes"]),
              f"{ram['minimal_arena_bytes']} B", kib(ram["lower_bound_bytes"]), kib(t["weights_bytes"]),
              kib(t["file_bytes"])]]
-    if q:
-        rows.append([p["model"].get("onnx_name", "-"), "Int8 QDQ ONNX", res, "n/a (TFLite Micro runs .tflite only)",
-                     "n/a", "n/a", "n/a", "n/a", kib(q["weights_bytes"]), kib(q["file_bytes"])])
-    out += _table(header, rows)
+    for key, label in (("int8_qdq_onnx", "Int8 QDQ ONNX"), ("w4w8_qdq_onnx", "Int8/Int4 QDQ ONNX")):
+        if key in p:
+            rows.append([p["model"].get("onnx_name", "-") if key == "int8_qdq_onnx" else "qdq_w4w8.onnx", label, res,
+                         "n/a (TFLite Micro runs .tflite only)", "n/a", "n/a", "n/a", "n/a",
+                         kib(p[key]["weights_bytes"]), kib(p[key]["file_bytes"])])
+    out += table(header, rows)
     gap = ram["head_bytes"] - ram["lower_bound_bytes"]
     out += [f"- Arena: head {ram['head_bytes']} B + tail {ram['tail_bytes']} B = total {ram['total_bytes']} B. "
             f"Smallest arena_size that allocates and runs one inference: {ram['minimal_arena_bytes']} B; "
@@ -77,7 +79,7 @@ def render(p: dict) -> str:
                      _fit(b["fits_ram"], b["ram_margin_kib"]), f"{b['code_flash_kib']:g} KiB",
                      f"{b['flash_needed_kib']:.2f} KiB", f"{b['flash_budget_kib']:,.0f} KiB {b['flash_fit']}",
                      _fit(b["fits_flash"], b["flash_margin_kib"])])
-    out += _table(header, rows)
+    out += table(header, rows)
 
     out += ["## Inference time", "", "Shaped like the seed card's \"Reference MCU/MPU inference time\".", ""]
     header = ["Model", "Format", "Resolution", "Board", "Execution Engine", "Frequency",
@@ -90,16 +92,18 @@ def render(p: dict) -> str:
                  else "**uncalibrated** (assumption)")
         rows.append([name, "Int8", res, b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz",
                      f"{b['estimated_ms']:.2f}", model, calib])
-    out += _table(header, rows)
+    out += table(header, rows)
     header = ["Runtime", "Format", "Threads", "Median (ms), measured on this host", "p10-p90 (ms)", "min-max (ms)",
               "Runs", "Kernels"]
     rows = [[s["runtime"], fmt, s["threads"], f"{s['median_ms']:.2f}", f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f}",
              f"{s['min_ms']:.2f}-{s['max_ms']:.2f}", s["runs"], s.get("kernels", "-")]
             for fmt, s in [("Int8 TFLite", t["latency"]["litert_1_thread"]),
                            ("Int8 TFLite", t["latency"]["tflite_micro"])]
-            + ([("Int8 QDQ ONNX", q["latency"]["onnxruntime_1_thread"])] if q else [])]
+            + ([("Int8 QDQ ONNX", q["latency"]["onnxruntime_1_thread"])] if q else [])
+            + ([("Int8/Int4 QDQ ONNX", p["w4w8_qdq_onnx"]["latency"]["onnxruntime_1_thread"])]
+               if "w4w8_qdq_onnx" in p else [])]
     out += [f"Host latency, measured on this host ({p['host']['cpu']}), single image, after one warm-up run:", ""]
-    out += _table(header, rows)
+    out += table(header, rows)
 
     out += ["## Board latency model: error on its calibration points", "",
             "One coefficient per board, least squares on relative error through the seed card's two published "
@@ -116,18 +120,18 @@ def render(p: dict) -> str:
             rows.append([b["display_name"], b["latency_model"], f"{b['latency_value']:g}",
                          f"{b['latency_value_fitted']:.4f}", e["resolution"], f"{e['macc']:,}",
                          f"{e['published_ms']:.2f}", f"{e['model_ms']:.2f}", f"{e['error_pct']:+.2f}%", e["source"]])
-    out += _table(header, rows)
+    out += table(header, rows)
 
     vendor = {k: b["vendor"] for k, b in p["boards"].items() if b.get("vendor")}
     if vendor:
         out += ["## ST Edge AI Core (vendor tool estimates, not measured on a board)", ""]
         header = ["Board", "Activation RAM", "Runtime RAM", "Weights Flash", "Code Flash", "MACC", "Tool"]
-        out += _table(header, [[p["boards"][k]["display_name"], kib(v["activation_ram_bytes"]),
+        out += table(header, [[p["boards"][k]["display_name"], kib(v["activation_ram_bytes"]),
                                 kib(v["runtime_ram_bytes"]), kib(v["weights_flash_bytes"]), kib(v["code_flash_bytes"]),
                                 f"{v['macc']:,}", v.get("tool_version") or "-"] for k, v in vendor.items()])
 
     out += ["<details><summary>MACC per layer (computed from the .tflite graph)</summary>", ""]
-    out += _table(["#", "Op", "Kind", "MACC", "Output tensor"],
+    out += table(["#", "Op", "Kind", "MACC", "Output tensor"],
                   [[r["index"], r["op"], r["kind"], f"{r['macc']:,}", r["output"][:80]] for r in macc["per_layer"]])
     out += ["</details>", ""]
     return "\n".join(out)
