@@ -1,14 +1,16 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and git:
 #   make run    create .venv, install, reproduce the pipeline on the embedded flowers sample
 #   make test   create .venv, install, run the test suite
+#   make diff BASE=main   Markdown report: params, metrics, confusion and guards against BASE
 PYTHON ?= python3
+BASE   ?= main
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test params clean
+.PHONY: install run test params diff clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
@@ -29,6 +31,11 @@ test: install
 # Re-compose params.yaml after editing conf/ (dvc exp run does this by itself).
 params: install
 	python -m mcuvision.compose
+
+# The workspace against BASE (branch, tag or commit), as CI comments it on a pull request.
+# OUTPUT=report.md also writes it to a file; DIFF_ARGS=--fail-on-guard exits 1 on a crossed guard.
+diff: install
+	python -m mcuvision.pr_report --base $(BASE) $(if $(OUTPUT),--output $(OUTPUT)) $(DIFF_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
