@@ -17,7 +17,8 @@ from PIL import Image
 from tqdm import tqdm
 
 # What the training pipeline's tf.io.decode_image reads; anything else must not enter the manifest.
-DECODABLE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+# MPO: PIL's name for the multi-picture JPEGs many phones write; TensorFlow decodes their first image.
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
 
 
 def inspect_file(path: str) -> dict:
