@@ -35,7 +35,7 @@ def _network(meta: dict, quantize: dict, profile: dict) -> list[str]:
     t = profile["int8_tflite"]
     q = meta["params"]["quantize"]
     rows = [["Framework", "TensorFlow Lite (int8), ONNX (float, int8 QDQ)"],
-            ["Params (Keras count)", f"{meta['params']:,}"],
+            ["Params (Keras count)", f"{meta['parameter_count']:,}"],
             ["Quantization", f"int8, {q['tflite_granularity'].replace('_', '-')} weights, "
                              f"{q['calibration_images']} calibration images from the train split"],
             ["MACC, computed from the int8 graph", f"{t['macc']['total']:,}"],

@@ -71,28 +71,33 @@ class _Reader:
         self.index = 0
 
 
-def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeConfig,
-             weight_types: dict[str, str] | None = None) -> onnx.ModelProto:
+def preprocessed(float_model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime's pre-quantization pass (shape inference, BatchNorm folded into the convolutions):
+    the graph whose weights the QDQ models actually quantize."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, prepared = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(float_model, source)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        return onnx.load(str(prepared))
+
+
+def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeConfig) -> onnx.ModelProto:
     """onnxruntime static QDQ: symmetric per-channel int8 weights, asymmetric int8 activations.
 
-    `weight_types` maps initializer names to "int4" to make them 4-bit (the mixed w4/w8 model).
+    The mixed int4/int8 model starts from this one (mcuvision.mixed_precision).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
-    if weight_types:
-        extra["TensorQuantOverrides"] = {
-            name: [{"quant_type": QuantType.QInt4, "symmetric": True}]
-            for name, kind in weight_types.items() if kind == "int4"}
     with tempfile.TemporaryDirectory() as tmp:
-        source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "qdq.onnx"))
-        onnx.save(float_model, source)
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        prepared, output = Path(tmp) / "pre.onnx", Path(tmp) / "qdq.onnx"
+        onnx.save(preprocessed(float_model), prepared)
         quantize_static(str(prepared), str(output), _Reader(images, config.onnx_layout == "nchw"),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-                        calibrate_method=methods[config.onnx_calibration], extra_options=extra)
+                        calibrate_method=methods[config.onnx_calibration],
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         return onnx.load(str(output))

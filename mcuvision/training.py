@@ -1,10 +1,18 @@
-"""How the train stage compiles the model, and the Keras callbacks it relies on."""
+"""How the train stage compiles and saves the model, and the Keras callbacks it relies on."""
 from __future__ import annotations
 
+import io
+import json
+import os
+import re
+import shutil
 import time
+import zipfile
+from pathlib import Path
 
 import keras
 
+from .atomic import atomic_dir, atomic_path
 from .config.train import TrainConfig
 
 
@@ -81,3 +89,160 @@ def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int, 
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
                   metrics=["accuracy"], jit_compile=xla)
+
+
+# -- saving -------------------------------------------------------------------------------------
+_SHARED_ID = re.compile(rb'"shared_object_id": (\d+)')
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def reproducible_keras(data: bytes) -> bytes:
+    """The same .keras archive without the bytes that change on every save of the same model.
+
+    A .keras file is a zip of metadata.json, config.json and model.weights.h5. Saving the same
+    weights twice gives different files because of metadata.json's `date_saved`, the
+    `shared_object_id`s in config.json (Python id()s, i.e. memory addresses, of objects the
+    config refers to more than once, such as the shared float32 DTypePolicy) and the weights
+    entry's zip timestamp. Here the save date is dropped, the ids are renumbered 1, 2, ... in
+    order of first appearance (loading only matches them with each other) and every entry gets
+    the zip epoch. The weights file is copied unchanged.
+    """
+    renumbered: dict[bytes, int] = {}
+
+    def renumber(match: re.Match) -> bytes:
+        return b'"shared_object_id": %d' % renumbered.setdefault(match.group(1), len(renumbered) + 1)
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == "metadata.json":
+                metadata = json.loads(content)
+                metadata.pop("date_saved", None)
+                content = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                content = _SHARED_ID.sub(renumber, content)
+            entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+            entry.compress_type, entry.external_attr = info.compress_type, 0o644 << 16
+            target.writestr(entry, content)
+    return out.getvalue()
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.save` to `path`, atomically, as a file that depends only on the model's config and
+    weights: with `train.deterministic` the same inputs give a byte-identical .keras, so DVC sees
+    an unchanged output and skips what depends on it."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        tmp.write_bytes(reproducible_keras(tmp.read_bytes()))
+
+
+# -- resuming after a kill ----------------------------------------------------------------------
+WEIGHTS, BEST_WEIGHTS, JOURNAL = "state.weights.h5", "best.weights.h5", "journal.json"
+# What EarlyStopping and ReduceLROnPlateau learnt from the finished epochs (their on_train_begin
+# resets it; the learning rate itself is an optimizer variable, saved with the weights).
+_CALLBACK_STATE = {keras.callbacks.EarlyStopping: ("best", "best_epoch", "wait"),
+                   keras.callbacks.ReduceLROnPlateau: ("best", "wait", "cooldown_counter")}
+
+
+def _epoch_of(folder: Path) -> int | None:
+    match = re.fullmatch(r"epoch-(\d+)", folder.name)
+    return int(match.group(1)) if match and folder.is_dir() else None
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """After every epoch, the state a killed run resumes from; a kill at any instant leaves it usable.
+
+    keras.callbacks.BackupAndRestore overwrites one weights file in place: a kill while it is
+    written leaves a truncated HDF5 file that every later run fails to open (OSError) until the
+    folder is deleted by hand. It also restores only weights and optimizer, so after a resume
+    EarlyStopping knows only the new epochs (the best weights and best accuracy of the finished
+    ones are lost) and the dvclive plots start again at step 0.
+
+    Here the state after epoch N is a new folder `epoch-NNNN` holding the weights and optimizer,
+    the weights of the best epoch so far (what EarlyStopping restores at the end), every epoch's
+    logs and the state of `stateful` callbacks. It is written under a temporary name and renamed
+    once complete (mcuvision.atomic), so a folder under that name is always whole; the previous
+    one is deleted after. On train begin the newest is restored and its epoch logs are replayed
+    to `replay` (the dvclive callback). Place it after `stateful` in the callback list, so that it
+    restores their state after they reset it and saves it after they updated it.
+
+    Not restored: the position of the tf.data shuffle and of the augmentation and Dropout random
+    streams, which restart from the seed; so a resumed run is not bit-identical to an
+    uninterrupted one.
+    """
+
+    def __init__(self, folder: str | os.PathLike, stateful=(), replay=()):
+        super().__init__()
+        self.folder, self.stateful, self.replay = Path(folder), list(stateful), list(replay)
+        self.logs: list[dict] = []  # every finished epoch's logs, those of a resumed run included
+        self.resumed_epochs = 0
+
+    def latest(self) -> Path | None:
+        done = [p for p in self.folder.glob("epoch-*") if _epoch_of(p) is not None]
+        return max(done, key=_epoch_of, default=None)
+
+    def _early_stopping(self) -> keras.callbacks.EarlyStopping | None:
+        return next((c for c in self.stateful if isinstance(c, keras.callbacks.EarlyStopping)), None)
+
+    def on_train_begin(self, logs=None):
+        for partial in self.folder.glob(".epoch-*"):  # a write that a kill cut short: never read
+            shutil.rmtree(partial, ignore_errors=True)
+        latest = self.latest()
+        if latest is None:
+            return
+        journal = json.loads((latest / JOURNAL).read_text(encoding="utf-8"))
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        stopping = self._early_stopping()
+        if stopping is not None and stopping.restore_best_weights and (latest / BEST_WEIGHTS).is_file():
+            self.model.load_weights(latest / BEST_WEIGHTS)
+            stopping.best_weights = self.model.get_weights()
+        self.model.load_weights(latest / WEIGHTS)
+        for callback, state in zip(self.stateful, journal["callbacks"]):
+            for name, value in state.items():
+                setattr(callback, name, value)
+        self.logs = journal["logs"]
+        self.resumed_epochs = len(self.logs)
+        for callback in self.replay:
+            for epoch, epoch_logs in enumerate(self.logs):
+                callback.on_epoch_end(epoch, dict(epoch_logs))
+        # fit() starts from this epoch: the hook keras.callbacks.BackupAndRestore sets too.
+        self.model._initial_epoch = self.resumed_epochs
+        print(f"train: resumed after epoch {self.resumed_epochs} from {latest}", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append({name: float(value) for name, value in (logs or {}).items()})
+        previous = self.latest()
+        stopping = self._early_stopping()
+        with atomic_dir(self.folder / f"epoch-{epoch + 1:04d}") as tmp:
+            self.model.save_weights(tmp / WEIGHTS)
+            if stopping is not None and stopping.best_weights is not None:
+                if stopping.best_epoch == epoch:  # this epoch is the best: same file
+                    _link(tmp / WEIGHTS, tmp / BEST_WEIGHTS)
+                elif previous is not None and (previous / BEST_WEIGHTS).is_file():
+                    _link(previous / BEST_WEIGHTS, tmp / BEST_WEIGHTS)
+            state = [{name: _plain(getattr(c, name)) for name in _kept(c)} for c in self.stateful]
+            (tmp / JOURNAL).write_text(json.dumps({"logs": self.logs, "callbacks": state}), encoding="utf-8")
+        if previous is not None and previous.name != f"epoch-{epoch + 1:04d}":
+            shutil.rmtree(previous, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (no copy of megabytes every epoch), or a copy where links are not supported."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _kept(callback) -> tuple[str, ...]:
+    return next((names for kind, names in _CALLBACK_STATE.items() if isinstance(callback, kind)), ())
+
+
+def _plain(value):
+    """A callback attribute as JSON (numpy scalars to Python numbers; inf stays inf)."""
+    return value.item() if hasattr(value, "item") else value

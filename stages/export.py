@@ -55,7 +55,7 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, params: i
     quant = lambda t: {"scale": t.scale[0], "zero_point": t.zero_point[0]} if t.scale else None  # noqa: E731
     return {
         "model": "ST EfficientNet LC v1", "files": {k: v for k, v in names.items() if k != "c_name"},
-        "classes": classes, "num_classes": len(classes), "resolution": [res, res], "params": params,
+        "classes": classes, "num_classes": len(classes), "resolution": [res, res], "parameter_count": params,
         "preprocessing": {
             "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
             "resize": f"{model_config.interpolation}, to {res}x{res}", "interpolation": model_config.interpolation,

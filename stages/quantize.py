@@ -1,9 +1,14 @@
-"""quantize: float .keras -> int8 TFLite, float ONNX and int8 QDQ ONNX, + metrics/quantize.json.
+"""quantize: float .keras -> int8 TFLite, float ONNX, int8 QDQ ONNX and, when enabled, the mixed
+int4/int8 QDQ ONNX, + metrics/quantize.json.
 
 1. Draw the calibration images from the train split (seeded), decode them once.
 2. TFLite full-integer (uint8 in by default), refusing any hidden float op.
 3. Float ONNX (tf2onnx), then onnxruntime static QDQ on the same calibration images.
 4. On the validation split, measure how often each quantized model agrees with the float one.
+5. `quantize.w4w8.enabled`: search which QDQ weights can be int4 while top-1 on the validation
+   split stays within tolerance of the int8 QDQ model's (mcuvision/mixed_precision.py); the test
+   split stays untouched for the evaluate stage. The --w4w8 folder is written either way (DVC
+   needs the output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
 """
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from mcuvision import tflite_graph  # noqa: E402
-from mcuvision.atomic import atomic_path, write_json  # noqa: E402
+from mcuvision import mixed_precision  # noqa: E402
+from mcuvision.atomic import atomic_dir, atomic_path, write_json  # noqa: E402
 from mcuvision.config.base import ConfigError, load_params, seed_of  # noqa: E402
 from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.quantize import QuantizeConfig  # noqa: E402
 from mcuvision.data import decode_all, read_split  # noqa: E402
+from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE  # noqa: E402
 from mcuvision.model import Clip  # noqa: E402,F401  (registers the layer for loading)
 from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes  # noqa: E402
 from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx  # noqa: E402
@@ -63,8 +70,37 @@ def check_int8(content: bytes, config: QuantizeConfig) -> dict:
             "operators": sorted(set(tflite_graph.operator_names(graph)))}
 
 
+def w4w8_search(config: QuantizeConfig, float_model, qdq_model, images: np.ndarray, labels: np.ndarray,
+                out: Path) -> dict | None:
+    """Write the --w4w8 folder; return its search record when the search is enabled."""
+    if not config.w4w8.enabled:
+        with atomic_dir(out) as tmp:
+            write_json(tmp / W4W8_SEARCH_FILE, {"enabled": False})
+        return None
+    if not len(images):
+        raise ConfigError("quantize.w4w8.enabled=true needs validation images to search on (see dataset.split)")
+
+    def top1(model) -> float:
+        runner = OnnxRunner(model.SerializeToString(), exact_qdq=True)
+        return float(np.mean(runner.predict(images).argmax(axis=1) == labels))
+
+    found = mixed_precision.w4w8(float_model, qdq_model, top1, config.w4w8.tolerance_points,
+                                 config.w4w8.max_evaluations, config.w4w8.refine)
+    record = {"enabled": True, "split": "val", "images": int(len(images)),
+              "tolerance_points": config.w4w8.tolerance_points, "accuracy": found.accuracy,
+              "int8_accuracy": found.int8_accuracy, "int4_share_pct": found.int4_share_pct,
+              "int8_share_pct": found.int8_share_pct, "activations_int8_pct": 100,
+              "weights_bytes": found.weights_bytes, "int8_weights_bytes": found.int8_weights_bytes,
+              "opset": found.opset, "int4_tensors": list(found.int4_tensors),
+              "evaluations": found.evaluations, "trace": found.trace}
+    with atomic_dir(out) as tmp:
+        (tmp / W4W8_MODEL_FILE).write_bytes(found.model.SerializeToString())
+        write_json(tmp / W4W8_SEARCH_FILE, record)
+    return record
+
+
 def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path: Path, manifest_path: Path,
-        raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, metrics_out: Path) -> dict:
+        raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, w4w8_out: Path, metrics_out: Path) -> dict:
     model = keras.models.load_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
@@ -82,7 +118,8 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path
         with atomic_path(path) as tmp:
             tmp.write_bytes(payload)
 
-    validation = decode_all(read_split(manifest, raw, "val").paths, res, interpolation)
+    val_split = read_split(manifest, raw, "val")
+    validation = decode_all(val_split.paths, res, interpolation)
     reference = keras_predict(model, validation)
     float_onnx_probs = OnnxRunner(str(onnx_out)).predict(validation)
     metrics = {
@@ -96,25 +133,42 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path
                           "agreement_with_float": agreement(reference, OnnxRunner(str(qdq_out), exact_qdq=True).predict(validation)),
                           "agreement_runtime": "onnxruntime, QDQ not fused into x86 int8 kernels (see mcuvision/runtimes.py)"},
     }
+    search = w4w8_search(config, float_model, qdq_model, validation, val_split.labels, w4w8_out)
+    if search is not None:
+        metrics["w4w8_qdq_onnx"] = {key: search[key] for key in (
+            "int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "accuracy", "int8_accuracy",
+            "evaluations")}
     write_json(metrics_out, metrics)
     return metrics
 
 
+def summary(metrics: dict) -> str:
+    t, q = metrics["int8_tflite"], metrics["int8_qdq_onnx"]
+    lines = [f"quantize: int8 TFLite {t['file_bytes']} B (weights {t['weights_bytes']} B), agreement "
+             f"{t['agreement_with_float']:.3f}; QDQ ONNX {q['file_bytes']} B, "
+             f"agreement {q['agreement_with_float']:.3f}"]
+    if "w4w8_qdq_onnx" in metrics:
+        w = metrics["w4w8_qdq_onnx"]
+        lines.append(f"quantize: int4/int8 QDQ ONNX: int4 {w['int4_share_pct']:.1f}% of weights, weights "
+                     f"{w['weights_bytes']} B vs int8 {w['int8_weights_bytes']} B, validation top-1 "
+                     f"{w['accuracy']:.4f} vs int8 {w['int8_accuracy']:.4f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Quantize the float model to int8 TFLite and QDQ ONNX.")
-    for name in ("model", "manifest", "raw", "tflite", "onnx", "qdq", "metrics"):
+    parser = argparse.ArgumentParser(description="Quantize the float model to int8 TFLite, QDQ ONNX and, "
+                                                 "when quantize.w4w8.enabled, int4/int8 QDQ ONNX.")
+    for name in ("model", "manifest", "raw", "tflite", "onnx", "qdq", "w4w8", "metrics"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     try:
         params = load_params()
         config, model_config, seed = QuantizeConfig.from_params(params), ModelConfig.from_params(params), seed_of(params)
         metrics = run(config, model_config, seed, args.model, args.manifest, args.raw, args.tflite, args.onnx,
-                      args.qdq, args.metrics)
-    except (ConfigError, QuantizationError) as error:
+                      args.qdq, args.w4w8, args.metrics)
+    except (ConfigError, QuantizationError, mixed_precision.SurgeryError) as error:
         sys.exit(f"quantize failed: {error}")
-    t, q = metrics["int8_tflite"], metrics["int8_qdq_onnx"]
-    print(f"quantize: int8 TFLite {t['file_bytes']} B (weights {t['weights_bytes']} B), agreement "
-          f"{t['agreement_with_float']:.3f}; QDQ ONNX {q['file_bytes']} B, agreement {q['agreement_with_float']:.3f}")
+    print(summary(metrics))
 
 
 if __name__ == "__main__":

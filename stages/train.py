@@ -1,9 +1,12 @@
 """train: the manifest's train and val splits -> the float ST EfficientNet LC v1 (.keras) + metrics.
 
-Interruptions: after every epoch the model and optimizer state are backed up in a folder keyed
-by a fingerprint of (params, manifest); a killed run re-run with the same inputs RESUMES from
-the last finished epoch. The backup is deleted once training ends. The .keras file appears
-only when training has finished (written to a temporary name, then renamed).
+Interruptions: after every epoch the model and optimizer state, the best epoch's weights and
+the epoch logs are backed up in a folder keyed by a fingerprint of (params, manifest), in a way
+that a kill at any instant leaves usable (mcuvision.training.EpochBackup); a killed run re-run
+with the same inputs RESUMES from the last finished epoch, with its early-stopping state, metrics
+and plots continued. The backup is deleted once training ends. The .keras file appears only when
+training has finished (written to a temporary name, then renamed), and with
+train.deterministic the same inputs give the same bytes (mcuvision.training.save_model).
 """
 from __future__ import annotations
 
@@ -24,14 +27,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mcuvision.atomic import atomic_path, write_json  # noqa: E402
+from mcuvision.atomic import write_json  # noqa: E402
 from mcuvision.augment import build_augmenter  # noqa: E402
 from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of  # noqa: E402
 from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.train import TrainConfig  # noqa: E402
 from mcuvision.data import make_dataset, read_split  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import PreciseBatchNorm, Throughput, compile_model, set_bn_momentum  # noqa: E402
+from mcuvision.training import (EpochBackup, PreciseBatchNorm, Throughput, compile_model,  # noqa: E402
+                                 save_model, set_bn_momentum)
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -49,22 +53,20 @@ def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest: Pat
     return digest.hexdigest()[:16]
 
 
-def callbacks(train: TrainConfig, backup: Path, live_dir: Path, throughput: Throughput, precise_bn) -> list:
+def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: Throughput,
+              precise_bn) -> tuple[list, EpochBackup]:
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    chosen = [
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
-        precise_bn,
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience,
-                                      restore_best_weights=True, verbose=1),
-        throughput,
-        DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
-    ]
+    stateful = [keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience,
+                                              restore_best_weights=True, verbose=1)]
     if train.schedule == "plateau":
-        chosen.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=train.plateau_factor,
-                                                        patience=train.plateau_patience, verbose=1))
-    return chosen
+        stateful.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=train.plateau_factor,
+                                                          patience=train.plateau_patience, verbose=1))
+    live = DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False))
+    # After the callbacks whose state it saves and restores (see EpochBackup).
+    backup = EpochBackup(backup_dir, stateful=stateful, replay=[live])
+    return [precise_bn, *stateful, backup, throughput, live], backup
 
 
 def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path: Path, raw: Path,
@@ -100,27 +102,28 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
         # XLA speeds GPUs up but, measured on a 2-core CPU at 128x128, made steps ~2.5x slower.
         compile_model(model, train, steps_per_epoch, xla=on_gpu)
 
-    backup = work / "state"
+    backup_dir = work / "state"
     throughput = Throughput(len(train_split))
     bn_batches = 0 if strategy.num_replicas_in_sync > 1 else math.ceil(train.precise_bn_images / train.batch_size)
     precise_bn = PreciseBatchNorm(train_ds, min(bn_batches, steps_per_epoch))
     print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
           f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
     start = time.perf_counter()
+    chosen, backup = callbacks(train, backup_dir, live_dir, throughput, precise_bn)
     history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2, shuffle=False,
-                        callbacks=callbacks(train, backup, live_dir, throughput, precise_bn) + list(extra_callbacks))
+                        callbacks=chosen + list(extra_callbacks))
     wall = time.perf_counter() - start
     shutil.rmtree(cache_dir, ignore_errors=True)
 
-    with atomic_path(model_out) as tmp:
-        model.save(tmp)
-    val_acc = history.history.get("val_accuracy", [])
-    epochs = history.epoch  # absolute epoch indices: after a resume they start past 0
+    save_model(model, model_out)
+    # Every epoch's logs, those a killed earlier run finished included (after a resume,
+    # history.history holds only this run's epochs).
+    val_acc = [logs["val_accuracy"] for logs in backup.logs if "val_accuracy" in logs]
     steady = throughput.per_epoch[1:] or throughput.per_epoch
     metrics = {
         "best_val_accuracy": float(max(val_acc)) if val_acc else None,
-        "best_epoch": epochs[int(np.argmax(val_acc))] + 1 if val_acc else None,
-        "epochs_run": epochs[-1] + 1 if epochs else 0, "epochs_this_run": len(epochs),
+        "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
+        "epochs_run": len(backup.logs), "epochs_this_run": len(history.epoch),
         "wall_time_s": round(wall, 1),
         "images_per_s": round(float(np.median(steady)), 1) if steady else None,
         "train_images": len(train_split), "val_images": len(val_split), "classes": classes,

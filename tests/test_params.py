@@ -17,7 +17,7 @@ def test_config_yaml_holds_only_defaults_and_seed():
     config = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text(encoding="utf-8"))
     assert set(config) == {"defaults", "seed"}
     axes = [next(iter(d)) if isinstance(d, dict) else d for d in config["defaults"]]
-    assert axes == ["dataset", "model", "train", "quantize", "board", "_self_"]
+    assert axes == ["dataset", "model", "train", "quantize", "board", "evaluate", "_self_"]
 
 
 def test_overrides_compose_like_dvc_exp_run():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -17,6 +19,10 @@ pytestmark = pytest.mark.slow
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
         "model.res=32", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0",
         "quantize.calibration_images=16"]
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return sh("git", "-c", "user.email=t@t", "-c", "user.name=t", *args, cwd=repo)
 
 
 def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,8 +47,8 @@ def clone(tmp_path_factory) -> Path:
     tiny = sh(sys.executable, "-m", "mcuvision.compose", *TINY, "--output", "params.yaml", cwd=dest)
     assert tiny.returncode == 0
     sh("git", "init", "-q", cwd=dest)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A", cwd=dest)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone", cwd=dest)
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "clone")
     return dest
 
 
@@ -86,38 +92,95 @@ def test_failed_stage_does_not_update_lock(clone):
         (clone / "params.yaml").write_text(params)
 
 
-def would_run(clone: Path, section: str, key: str, value) -> list[str]:
-    """Stages `dvc repro --dry` would run after one params.yaml change (then undone)."""
-    import re
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([\w-]+)'", output)
 
-    import yaml
 
+def repro_after_change(clone: Path, section: str, key: str, value) -> list[str]:
+    """Stages a real `dvc repro` runs after one params.yaml change, from an up-to-date pipeline."""
+    sh("dvc", "repro", cwd=clone)
     params_file = clone / "params.yaml"
-    original = params_file.read_text()
-    params = yaml.safe_load(original)
+    params = yaml.safe_load(params_file.read_text())
     params[section][key] = value
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        dry = sh("dvc", "repro", "--dry", cwd=clone).stdout
-    finally:
-        params_file.write_text(original)
-    return re.findall(r"Running stage '([\w-]+)'", dry)
+    return stages_run(sh("dvc", "repro", cwd=clone).stdout)
 
 
-def test_quantize_change_never_retrains(clone):
+# The README's invalidation table, row by row, each a real `dvc repro` (state carries on).
+AFTER_QUANTIZE = ["quantize", "export", "profile_on_board", "evaluate", "model_card"]
+
+
+def test_board_change_reruns_only_the_profile_and_the_card(clone):
+    assert repro_after_change(clone, "board", "clock_mhz", 480) == ["profile_on_board", "model_card"]
+    assert "480 MHz" in (clone / "reports" / "model_card.md").read_text()
+
+
+def test_evaluate_change_reruns_only_evaluate_and_the_card(clone):
+    assert repro_after_change(clone, "evaluate", "batch_size", 5) == ["evaluate", "model_card"]
+
+
+def test_guard_change_reruns_nothing(clone):
+    # Guards are read by the pull-request report, not by any stage.
+    assert repro_after_change(clone, "evaluate", "guards", {"max_int8_drop_points": 9.0, "max_w4w8_drop_points": 9.0,
+                                                            "min_agreement_with_float": 0.1}) == []
+
+
+def test_quantize_change_reruns_quantize_and_after_never_train(clone):
+    assert repro_after_change(clone, "quantize", "calibration_images", 8) == AFTER_QUANTIZE
+
+
+def test_resolution_change_reruns_train_and_after_never_ingest(clone):
+    assert repro_after_change(clone, "model", "res", 64) == ["train", *AFTER_QUANTIZE]
+    assert json.loads((clone / "metrics" / "evaluate.json").read_text())["int8_tflite"]["top1"] >= 0
+
+
+def test_dataset_change_reruns_everything(clone):
+    source = {**yaml.safe_load((clone / "params.yaml").read_text())["dataset"]["source"], "images_per_class": 10}
+    assert repro_after_change(clone, "dataset", "source", source) == ["ingest", "validate", "train", *AFTER_QUANTIZE]
+
+
+def test_queued_sweep_runs(clone):
     sh("dvc", "repro", cwd=clone)
-    # --dry lists the stages whose own deps changed; stages after them re-run when their inputs do.
-    ran = would_run(clone, "quantize", "calibration_images", 8)
-    assert ran[0] == "quantize" and set(ran) <= {"quantize", "export", "profile_on_board"}
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "before the sweep")
+    sh("dvc", "exp", "run", "--queue", "-S", "model.res=32,64", cwd=clone)
+    sh("dvc", "queue", "start", "-j", "1", cwd=clone)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = sh("dvc", "queue", "status", cwd=clone).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(5)
+    assert "Success" in status and "Failed" not in status, status
+    rows = json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout)
+    text = json.dumps(rows)
+    # Both sweep points are listed with the evaluate metrics of their own run.
+    assert text.count('"res": 32') >= 1 and text.count('"res": 64') >= 1 and "int8_tflite" in text
 
 
-def test_resolution_change_never_reingests(clone):
+def test_remote_shares_outputs_and_run_cache(clone, tmp_path):
+    """A local folder remote stands in for S3/GCS/SSH: same commands, same behaviour."""
     sh("dvc", "repro", cwd=clone)
-    ran = would_run(clone, "model", "res", 64)
-    assert ran[0] == "train" and not {"ingest", "validate"} & set(ran)
+    sh("dvc", "remote", "add", "-d", "-f", "shared", str(tmp_path / "remote"), cwd=clone)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "pipeline state + remote")
+    # One more board run, pushed to the run-cache only: its params are not committed.
+    assert repro_after_change(clone, "board", "clock_mhz", 500) == ["profile_on_board", "model_card"]
+    sh("dvc", "push", "--run-cache", cwd=clone)
+    git(clone, "checkout", "--", ".")
+    sh("dvc", "checkout", cwd=clone)
 
-
-def test_board_change_reruns_only_the_profile(clone):
-    sh("dvc", "repro", cwd=clone)
-    assert would_run(clone, "board", "clock_mhz", 480) == ["profile_on_board"]
-    assert (clone / "reports" / "profile.md").is_file()
+    other = tmp_path / "other"
+    sh("git", "clone", "-q", str(clone), str(other), cwd=tmp_path)
+    sh("dvc", "pull", cwd=other)
+    assert json.loads(sh("dvc", "status", "--json", cwd=other).stdout) == {}
+    assert stages_run(sh("dvc", "repro", cwd=other).stdout) == []
+    # The run-cache: a colleague asking for the same board run gets its outputs without running it.
+    sh("dvc", "pull", "--run-cache", cwd=other)
+    params = yaml.safe_load((other / "params.yaml").read_text())
+    params["board"]["clock_mhz"] = 500
+    (other / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=other).stdout
+    assert stages_run(out) == [], out
+    assert "Stage 'profile_on_board' is cached - skipping run" in out
+    assert "500 MHz" in (other / "reports" / "model_card.md").read_text()

@@ -7,14 +7,12 @@ de-duplicated by the converter and shrink the weights below the card's 517,412 B
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,8 +46,10 @@ def quantize_into(tmp, run, **overrides) -> dict:
         section, name = key.split("__")
         params["quantize"][section][name] = value
     paths = {k: tmp / v for k, v in (("tflite", "int8.tflite"), ("onnx", "float.onnx"), ("qdq", "qdq.onnx"))}
+    paths["w4w8"] = tmp / "qdq_w4w8"
     metrics = quantize.run(QuantizeConfig.from_params(params), run["model"], 1, tmp / "float.keras", run["manifest"],
-                           run["raw"], paths["tflite"], paths["onnx"], paths["qdq"], tmp / "quantize.json")
+                           run["raw"], paths["tflite"], paths["onnx"], paths["qdq"], paths["w4w8"],
+                           tmp / "quantize.json")
     return {"metrics": metrics, **paths}
 
 
@@ -65,6 +66,13 @@ def test_int8_models_agree_with_float_on_held_out_images(trained):
     assert m["agreement_images"] == 60
     assert m["int8_tflite"]["agreement_with_float"] >= 0.98, m
     assert m["int8_qdq_onnx"]["agreement_with_float"] >= 0.98, m
+
+
+def test_w4w8_off_by_default_leaves_only_a_record_that_says_so(trained):
+    _, _, out = trained
+    assert [p.name for p in out["w4w8"].iterdir()] == ["search.json"]
+    assert json.loads((out["w4w8"] / "search.json").read_text()) == {"enabled": False}
+    assert "w4w8_qdq_onnx" not in out["metrics"]
 
 
 def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
@@ -110,7 +118,8 @@ def test_five_class_weights_flash_matches_the_card(tmp_path, base_params):
 def test_export_artifacts_and_c_array(trained, tmp_path):
     tmp, run, out = trained
     files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, tmp / "float.keras", out["tflite"],
-                       out["onnx"], out["qdq"], tmp / "train.json", run["raw"] / "SOURCE.json", tmp_path / "artifacts")
+                       out["onnx"], out["qdq"], out["w4w8"], tmp / "train.json", run["raw"] / "SOURCE.json",
+                       tmp_path / "artifacts")
     art = tmp_path / "artifacts"
     stem = "st_efficientnetlcv1_64_tfs"
     for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
@@ -119,6 +128,10 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
     assert (art / "labels.txt").read_text().split() == ["class_000", "class_001", "class_002"]
     meta = json.loads((art / "metadata.json").read_text())
     assert meta["int8_tflite"]["input"]["dtype"] == "uint8" and meta["int8_tflite"]["input"]["quantization"]["scale"] == 1.0
+    import keras
+
+    assert meta["parameter_count"] == keras.models.load_model(tmp / "float.keras").count_params()
+    assert meta["preprocessing"]["interpolation"] == run["model"].interpolation
     for line in (art / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((art / name).read_bytes()).hexdigest() == digest

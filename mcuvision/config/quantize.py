@@ -1,16 +1,38 @@
-"""The `quantize` section: int8 TFLite and QDQ ONNX options."""
+"""The `quantize` section: int8 TFLite and QDQ ONNX options, and the mixed int4/int8 ONNX search."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, integer, require, mapping_at
+from .base import choice, integer, key_of, mapping_at, number, require
 
 GRANULARITIES = ("per_channel", "per_tensor")
 TFLITE_INPUTS = ("uint8", "int8", "float32")
 TFLITE_OUTPUTS = ("float32", "int8", "uint8")
 ONNX_LAYOUTS = ("nhwc", "nchw")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+
+def boolean(section: Mapping, prefix: str, name: str) -> bool:
+    value = section.get(name)
+    require(isinstance(value, bool), key_of(prefix, name), value, "true or false")
+    return value
+
+
+@dataclass(frozen=True)
+class W4W8Config:
+    """`quantize.w4w8`: search which QDQ ONNX weights can be int4 (mcuvision/mixed_precision.py)."""
+    enabled: bool
+    tolerance_points: float   # allowed top-1 drop against the int8 QDQ model, in points
+    max_evaluations: int      # candidate models scored, binary search and refinement together
+    refine: bool              # after the binary search, try the remaining int8 tensors one by one
+
+    @classmethod
+    def from_section(cls, s: Mapping, prefix: str = "quantize.w4w8") -> "W4W8Config":
+        return cls(enabled=boolean(s, prefix, "enabled"),
+                   tolerance_points=number(s, prefix, "tolerance_points", 0.0, 100.0),
+                   max_evaluations=integer(s, prefix, "max_evaluations", 1),
+                   refine=boolean(s, prefix, "refine"))
 
 
 @dataclass(frozen=True)
@@ -24,6 +46,7 @@ class QuantizeConfig:
     onnx_opset: int
     onnx_layout: str
     onnx_calibration: str
+    w4w8: W4W8Config
 
     @classmethod
     def from_params(cls, params: Mapping) -> "QuantizeConfig":
@@ -42,4 +65,5 @@ class QuantizeConfig:
                    tflite_output_type=choice(tflite, "quantize.tflite", "output_type", TFLITE_OUTPUTS),
                    tflite_weight_bits=bits, onnx_opset=opset,
                    onnx_layout=choice(onnx, "quantize.onnx", "layout", ONNX_LAYOUTS),
-                   onnx_calibration=choice(onnx, "quantize.onnx", "calibration", CALIBRATIONS))
+                   onnx_calibration=choice(onnx, "quantize.onnx", "calibration", CALIBRATIONS),
+                   w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize")))
