@@ -114,7 +114,7 @@ def _accuracy(meta: dict, evaluate: dict) -> list[str]:
         if name not in evaluate:
             continue
         m = evaluate[name]
-        row = ["ST EfficientNet LC v1 tfs", FORMAT_SHORT[name], FORMATS[name], res, _pct(m["top1"])]
+        row = ["ST EfficientNet LC v1 tfs", FORMAT_SHORT[name], m.get("runtime", FORMATS[name]), res, _pct(m["top1"])]
         row += [_pct(m.get(top_k))] if top_k else []
         row += [_pct(m["macro_f1"]), f"{m['drop_points']:+.2f}" if "drop_points" in m else "-",
                 _pct(m.get("agreement_with_float")) if "agreement_with_float" in m else "-"]

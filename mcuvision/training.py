@@ -165,16 +165,19 @@ class EpochBackup(keras.callbacks.Callback):
     once complete (mcuvision.atomic), so a folder under that name is always whole; the previous
     one is deleted after. On train begin the newest is restored and its epoch logs are replayed
     to `replay` (the dvclive callback). Place it after `stateful` in the callback list, so that it
-    restores their state after they reset it and saves it after they updated it.
+    restores their state after they reset it and saves it after they updated it. With
+    `remove_at_end=False` the backup stays until `remove()`, e.g. once the model file is written:
+    a run killed after its last epoch then resumes with no epoch left and only saves the model.
 
     Not restored: the position of the tf.data shuffle and of the augmentation and Dropout random
     streams, which restart from the seed; so a resumed run is not bit-identical to an
     uninterrupted one.
     """
 
-    def __init__(self, folder: str | os.PathLike, stateful=(), replay=()):
+    def __init__(self, folder: str | os.PathLike, stateful=(), replay=(), remove_at_end: bool = True):
         super().__init__()
         self.folder, self.stateful, self.replay = Path(folder), list(stateful), list(replay)
+        self.remove_at_end = remove_at_end
         self.logs: list[dict] = []  # every finished epoch's logs, those of a resumed run included
         self.resumed_epochs = 0
 
@@ -228,6 +231,10 @@ class EpochBackup(keras.callbacks.Callback):
             shutil.rmtree(previous, ignore_errors=True)
 
     def on_train_end(self, logs=None):
+        if self.remove_at_end:
+            self.remove()
+
+    def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

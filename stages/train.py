@@ -65,7 +65,8 @@ def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: 
                                                           patience=train.plateau_patience, verbose=1))
     live = DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False))
     # After the callbacks whose state it saves and restores (see EpochBackup).
-    backup = EpochBackup(backup_dir, stateful=stateful, replay=[live])
+    # Kept until the model file is written: a kill while it is saved loses no epoch.
+    backup = EpochBackup(backup_dir, stateful=stateful, replay=[live], remove_at_end=False)
     return [precise_bn, *stateful, backup, throughput, live], backup
 
 
@@ -116,6 +117,7 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
     save_model(model, model_out)
+    backup.remove()
     # Every epoch's logs, those a killed earlier run finished included (after a resume,
     # history.history holds only this run's epochs).
     val_acc = [logs["val_accuracy"] for logs in backup.logs if "val_accuracy" in logs]

@@ -61,6 +61,12 @@ def test_repro_then_noop(clone):
     assert quantized["int8_tflite"]["input"]["dtype"] == "uint8"
     assert (clone / "artifacts" / "st_efficientnetlcv1_32_tfs_int8.tflite").is_file()
     assert (clone / "artifacts" / "SHA256SUMS").is_file()
+    evaluated = json.loads((clone / "metrics" / "evaluate.json").read_text())
+    assert evaluated["split"] == "test" and 0 <= evaluated["int8_tflite"]["top1"] <= 1
+    card = (clone / "reports" / "model_card.md").read_text()
+    assert f"| {100 * evaluated['int8_tflite']['top1']:.2f} |" in card and "STM32H747I-DISCO" in card
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=clone).stdout)
+    assert "Confusion, int8 TFLite" in plots["data"], list(plots["data"])
     start = time.perf_counter()
     again = sh("dvc", "repro", cwd=clone)
     elapsed = time.perf_counter() - start
