@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test params diff clean
+.PHONY: install run test test-all params diff clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
@@ -26,6 +26,10 @@ run: install
 
 test: install
 	# Two workers, one test file each: TensorFlow graph tracing is single-threaded.
+	python -m pytest -n 2 --dist loadfile -m "not optional" $(PYTEST_ARGS)
+
+# Also the optional checks: queued sweep, twin deterministic trainings.
+test-all: install
 	python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Re-compose params.yaml after editing conf/ (dvc exp run does this by itself).

@@ -68,6 +68,7 @@ def read(folder: Path, name: str) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.optional
 def test_same_manifest_and_split(twins):
     a, b = twins
     assert read(a, "data/manifest.csv") == read(b, "data/manifest.csv")
@@ -88,6 +89,7 @@ def weights_of(keras_file: bytes) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
+@pytest.mark.optional
 def test_deterministic_training_gives_the_same_weights(twins):
     a, b = twins
     first, second = weights_of(read(a, "models/float.keras")), weights_of(read(b, "models/float.keras"))
@@ -102,12 +104,14 @@ def test_deterministic_training_gives_the_same_weights(twins):
 
 
 @pytest.mark.slow
+@pytest.mark.optional
 def test_keras_file_is_byte_identical(twins):
     a, b = twins
     assert read(a, "models/float.keras") == read(b, "models/float.keras")
 
 
 @pytest.mark.slow
+@pytest.mark.optional
 def test_int8_tflite_is_byte_identical(twins):
     a, b = twins
     assert read(a, "models/int8.tflite") == read(b, "models/int8.tflite")
@@ -118,6 +122,7 @@ def test_int8_tflite_is_byte_identical(twins):
 
 
 @pytest.mark.slow
+@pytest.mark.optional
 @pytest.mark.parametrize("name", ["float.onnx", "qdq_int8.onnx"])
 def test_onnx_files_compute_exactly_the_same(twins, name):
     import onnx
