@@ -171,7 +171,8 @@ def test_remote_shares_outputs_and_run_cache(clone, tmp_path):
     sh("dvc", "remote", "add", "-d", "-f", "shared", str(tmp_path / "remote"), cwd=clone)
     git(clone, "add", "-A")
     git(clone, "commit", "-qm", "pipeline state + remote")
-    # One more quantize run, pushed to the run-cache only: its params are not committed.
+    sh("dvc", "push", cwd=clone)  # the committed pipeline's outputs
+    # One more quantize run, pushed with the run-cache only: its params are not committed.
     assert repro_after_change(clone, "quantize", "calibration_images", 12) == AFTER_QUANTIZE
     sh("dvc", "push", "--run-cache", cwd=clone)
     git(clone, "checkout", "--", ".")
