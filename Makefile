@@ -2,6 +2,7 @@
 #   make run    create .venv, install, reproduce the pipeline on the embedded flowers sample
 #   make test   create .venv, install, run the test suite
 #   make diff BASE=main   Markdown report: params, metrics, confusion and guards against BASE
+#   make push   outputs and run-cache to the DVC remote
 PYTHON ?= python3
 BASE   ?= main
 VENV   := .venv
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-all params diff clean
+.PHONY: install run test test-all params diff push clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
@@ -21,8 +22,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# REPRO_ARGS=--pull restores stages from the remote's run-cache (see `make push`).
 run: install
-	dvc repro
+	dvc repro $(REPRO_ARGS)
 
 test: install
 	# Two workers, one test file each: TensorFlow graph tracing is single-threaded.
@@ -40,6 +42,11 @@ params: install
 # OUTPUT=report.md also writes it to a file; DIFF_ARGS=--fail-on-guard exits 1 on a crossed guard.
 diff: install
 	python -m mcuvision.pr_report --base $(BASE) $(if $(OUTPUT),--output $(OUTPUT)) $(DIFF_ARGS)
+
+# Outputs and the whole run-cache to the DVC remote (REMOTE=name, else the default one); others
+# then get every stage already run anywhere with `dvc pull --run-cache && dvc repro --pull`.
+push: install
+	python -m mcuvision.share $(if $(REMOTE),--remote $(REMOTE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

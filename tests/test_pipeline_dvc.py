@@ -172,9 +172,10 @@ def test_remote_shares_outputs_and_run_cache(clone, tmp_path):
     git(clone, "add", "-A")
     git(clone, "commit", "-qm", "pipeline state + remote")
     sh("dvc", "push", cwd=clone)  # the committed pipeline's outputs
-    # One more quantize run, pushed with the run-cache only: its params are not committed.
+    # One more quantize run, shared through the run-cache only: its params are not committed.
     assert repro_after_change(clone, "quantize", "calibration_images", 12) == AFTER_QUANTIZE
-    sh("dvc", "push", "--run-cache", cwd=clone)
+    shared = sh(sys.executable, "-m", "mcuvision.share", cwd=clone).stdout
+    assert re.search(r"share: \d+ run-cache records", shared), shared
     git(clone, "checkout", "--", ".")
     sh("dvc", "checkout", cwd=clone)
 
@@ -184,13 +185,13 @@ def test_remote_shares_outputs_and_run_cache(clone, tmp_path):
     assert json.loads(sh("dvc", "status", "--json", cwd=other).stdout) == {}
     assert stages_run(sh("dvc", "repro", cwd=other).stdout) == []
     # The run-cache: a colleague asking for the same quantize run gets its outputs without running
-    # it. Stages whose outputs live in git (cache: false: profile, evaluate, card) cannot be
-    # restored from the run-cache; DVC runs them again.
+    # it. Stages with reports kept in git (cache: false: profile, evaluate, card) are never
+    # run-cached by DVC; they run again.
     sh("dvc", "pull", "--run-cache", cwd=other)
     params = yaml.safe_load((other / "params.yaml").read_text())
     params["quantize"]["calibration_images"] = 12
     (other / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=other).stdout
+    out = sh("dvc", "repro", "--pull", cwd=other).stdout
     assert "Stage 'quantize' is cached - skipping run" in out, out
     assert "Stage 'export' is cached - skipping run" in out, out
     assert not {"ingest", "validate", "train", "quantize", "export"} & set(stages_run(out)), out
