@@ -34,10 +34,13 @@ def _header(meta: dict, validate: dict, evaluate: dict) -> list[str]:
 def _network(meta: dict, quantize: dict, profile: dict) -> list[str]:
     t = profile["int8_tflite"]
     q = meta["params"]["quantize"]
+    # The count used, from quantize's metrics: a train split smaller than the request caps it.
+    used, requested = quantize["calibration_images"], q["calibration_images"]
+    calibration = f"{used} calibration images from the train split" + (
+        f" (all of it; {requested} requested)" if used < requested else "")
     rows = [["Framework", "TensorFlow Lite (int8), ONNX (float, int8 QDQ)"],
             ["Params (Keras count)", f"{meta['parameter_count']:,}"],
-            ["Quantization", f"int8, {q['tflite_granularity'].replace('_', '-')} weights, "
-                             f"{q['calibration_images']} calibration images from the train split"],
+            ["Quantization", f"int8, {q['tflite_granularity'].replace('_', '-')} weights, {calibration}"],
             ["MACC, computed from the int8 graph", f"{t['macc']['total']:,}"],
             ["Paper", "https://arxiv.org/pdf/1905.11946.pdf"]]
     if "w4w8_qdq_onnx" in quantize:

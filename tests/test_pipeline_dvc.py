@@ -65,6 +65,7 @@ def test_repro_then_noop(clone):
     assert evaluated["split"] == "test" and 0 <= evaluated["int8_tflite"]["top1"] <= 1
     card = (clone / "reports" / "model_card.md").read_text()
     assert f"| {100 * evaluated['int8_tflite']['top1']:.2f} |" in card and "STM32H747I-DISCO" in card
+    assert f"{quantized['calibration_images']} calibration images" in card
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=clone).stdout)
     assert "Confusion, int8 TFLite" in plots["data"], list(plots["data"])
     start = time.perf_counter()
