@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--remote", help="DVC remote name (default: the default remote)")
     args = parser.parse_args(argv)
-    records, sent = share(args.remote)
+    from dvc.exceptions import DvcException
+
+    try:
+        records, sent = share(args.remote)
+    except (DvcException, RuntimeError) as error:  # no remote, unreachable storage, missing files
+        print(f"share: {error}", file=sys.stderr)
+        return 1
     print(f"share: {records} run-cache records, {sent} more files on the remote")
     return 0
 
