@@ -326,18 +326,19 @@ class MixedPrecision:
 
 def w4w8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, accuracy: Callable[[onnx.ModelProto], float],
          tolerance_points: float, max_evaluations: int, refine: bool = True,
-         log: Callable[[str], None] = print) -> MixedPrecision:
+         log: Callable[[str], None] = print, int8_accuracy: float | None = None) -> MixedPrecision:
     """Search the int4 weights of `int8_model`; `accuracy(model)` scores a model on the held-out split.
 
     `float_model` must be the float ONNX model `int8_model` was quantized from (same calibration);
-    `evaluations` counts the candidates scored, not the one scoring of the int8 model.
+    `evaluations` counts the candidates scored, not the one scoring of the int8 model, which is
+    skipped when the caller already has `int8_accuracy` on the same split.
     """
     rewriter = Int4Rewriter(float_model, int8_model)
     sizes = rewriter.sizes
     if rewriter.skipped:
         log(f"w4w8: {len(rewriter.skipped)} weight tensors stay int8 (int8 form not reproducible): "
             f"{', '.join(rewriter.skipped)}")
-    int8_accuracy = float(accuracy(int8_model))
+    int8_accuracy = float(accuracy(int8_model) if int8_accuracy is None else int8_accuracy)
     log(f"w4w8: {len(sizes)} weight tensors, {rewriter.total} weights; int8 QDQ accuracy {int8_accuracy:.4f}")
     outcome = search(sizes, lambda int4: accuracy(rewriter.model(int4)), int8_accuracy, tolerance_points,
                      max_evaluations, refine, rewriter.total, log)

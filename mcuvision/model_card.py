@@ -14,6 +14,10 @@ FORMAT_SHORT = {"float_keras": "Float", "float_onnx": "Float", "int8_tflite": "I
                 "w4w8_qdq_onnx": "Int8/Int4"}
 
 
+def _input(meta: dict) -> str:
+    return "x".join(map(str, meta["resolution"])) + "x3"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
@@ -62,7 +66,7 @@ def _network(meta: dict, quantize: dict, profile: dict) -> list[str]:
 
 def _memory(meta: dict, profile: dict) -> list[str]:
     t, ram = profile["int8_tflite"], profile["int8_tflite"]["activation_ram"]
-    res = "x".join(map(str, meta["resolution"])) + "x3"
+    res = _input(meta)
     rows = [[meta["files"]["tflite"], "Int8", res, kib(ram["head_bytes"]), kib(ram["tail_bytes"]),
              kib(ram["total_bytes"]), kib(t["weights_bytes"])]]
     q = profile.get("int8_qdq_onnx")
@@ -86,7 +90,7 @@ def _memory(meta: dict, profile: dict) -> list[str]:
 
 
 def _latency(meta: dict, profile: dict) -> list[str]:
-    res = "x".join(map(str, meta["resolution"])) + "x3"
+    res = _input(meta)
     rows = [[b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz", f"{b['estimated_ms']:.2f}",
              f"{1000 / b['estimated_ms']:.2f}" if b["estimated_ms"] else "-",
              f"±{b['max_abs_calibration_error_pct']:.1f}% on the seed card's points" if b["calibrated"]
@@ -107,7 +111,7 @@ def _latency(meta: dict, profile: dict) -> list[str]:
 
 
 def _accuracy(meta: dict, evaluate: dict) -> list[str]:
-    res = "x".join(map(str, meta["resolution"])) + "x3"
+    res = _input(meta)
     top_k = next((k for k in evaluate.get("float_keras", {}) if k.startswith("top") and k != "top1"), None)
     header = ["Model", "Format", "Runtime", "Resolution", "Top 1 Accuracy (%)"]
     header += [f"Top {top_k[3:]} Accuracy (%)"] if top_k else []

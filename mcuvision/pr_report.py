@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from .config.base import ConfigError
+from .config.evaluate import Guards
 from .formats import FORMATS, QUANTIZED
 
 MARKER = "<!-- mcuvision-metrics-report -->"
@@ -42,7 +44,6 @@ PROFILE_METRICS = "metrics/profile.json"
 CONFUSION_DIR = "reports/evaluate/confusion"
 # Food-101 has 10,201 cells per matrix: a review comment can only carry the largest moves.
 MAX_CELLS = 15
-INT8_FORMATS = tuple(name for name in QUANTIZED if name.startswith("int8_"))
 W4W8_FORMAT = "w4w8_qdq_onnx"
 
 
@@ -227,31 +228,27 @@ def _missing(name: str, why: str) -> Guard:
     return Guard(name, f"not available: {why}", "", None)
 
 
-def _drop_guard(name: str, drop, limit, drop_key: str, against: str) -> Guard:
-    drop, limit = _number(drop), _number(limit)
-    if limit is None:
-        return _missing(name, "no threshold in params.yaml")
+def _drop_guard(name: str, drop, limit: float, drop_key: str, against: str) -> Guard:
+    drop = _number(drop)
     if drop is None:
         return _missing(name, f"no `{drop_key}` in {EVALUATE_METRICS}")
     # drop is quantized minus reference, in points: a loss is negative.
     return Guard(name, f"{drop:+.2f} points vs {against}", f"≥ {-limit:+.2f} points", -drop > limit)
 
 
-def _agreement_guard(name: str, agreement, limit) -> Guard:
-    agreement, limit = _number(agreement), _number(limit)
-    if limit is None:
-        return _missing(name, "no threshold in params.yaml")
+def _agreement_guard(name: str, agreement, limit: float) -> Guard:
+    agreement = _number(agreement)
     if agreement is None:
         return _missing(name, f"no `agreement_with_float` in {EVALUATE_METRICS}")
     return Guard(name, f"{agreement:.4f}", f"≥ {limit:.4f}", agreement < limit)
 
 
-def accuracy_guards(thresholds: dict, evaluate: dict | None) -> list[Guard]:
+def accuracy_guards(limits: Guards, evaluate: dict | None) -> list[Guard]:
     """Drop and agreement guards for every quantized format; w4w8 only where quantize made one."""
     if evaluate is None:
         return [_missing("accuracy guards", f"no {EVALUATE_METRICS} in the workspace")]
     guards = []
-    for name in (*INT8_FORMATS, W4W8_FORMAT):
+    for name in QUANTIZED:
         scores = evaluate.get(name)
         if not isinstance(scores, dict):
             if name != W4W8_FORMAT:  # the int4/int8 model is optional, int8 ones are not
@@ -259,13 +256,13 @@ def accuracy_guards(thresholds: dict, evaluate: dict | None) -> list[Guard]:
             continue
         if name == W4W8_FORMAT:
             guards.append(_drop_guard(f"`{name}` top-1 drop", scores.get("drop_vs_int8_points"),
-                                      thresholds.get("max_w4w8_drop_points"), "drop_vs_int8_points",
+                                      limits.max_w4w8_drop_points, "drop_vs_int8_points",
                                       "int8 QDQ"))
         else:
             guards.append(_drop_guard(f"`{name}` top-1 drop", scores.get("drop_points"),
-                                      thresholds.get("max_int8_drop_points"), "drop_points", "float"))
+                                      limits.max_int8_drop_points, "drop_points", "float"))
         guards.append(_agreement_guard(f"`{name}` agreement with float", scores.get("agreement_with_float"),
-                                       thresholds.get("min_agreement_with_float")))
+                                       limits.min_agreement_with_float))
     return guards
 
 
@@ -294,11 +291,12 @@ def board_guards(profile: dict | None) -> list[Guard]:
 
 
 def check_guards(params: dict | None, evaluate: dict | None, profile: dict | None) -> list[Guard]:
-    thresholds = ((params or {}).get("evaluate") or {}).get("guards")
-    if not isinstance(thresholds, dict):
-        accuracy = [_missing("accuracy guards", f"no `evaluate.guards` in {PARAMS_FILE}")]
+    try:  # the same reading and range checks as the evaluate stage's config
+        limits = Guards.from_params(params or {})
+    except ConfigError as error:
+        accuracy = [_missing("accuracy guards", f"{PARAMS_FILE}: {error}")]
     else:
-        accuracy = accuracy_guards(thresholds, evaluate)
+        accuracy = accuracy_guards(limits, evaluate)
     return accuracy + board_guards(profile)
 
 

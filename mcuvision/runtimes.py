@@ -54,10 +54,11 @@ class TfliteRunner:
         out = []
         for start in range(0, len(images), self.batch):
             chunk = images[start:start + self.batch]
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)])
-            self.interpreter.set_tensor(self.input["index"], self._quantize(padded))
+            if len(chunk) < self.batch:  # the last one: repeat its final image to the batch size
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)])
+            self.interpreter.set_tensor(self.input["index"], self._quantize(chunk))
             self.interpreter.invoke()
-            out.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[:len(chunk)])
+            out.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[:len(images) - start])
         return np.concatenate(out) if out else np.zeros((0, self.output["shape"][-1]), np.float32)
 
 

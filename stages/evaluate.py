@@ -75,7 +75,7 @@ def score_all(probs: dict, labels: np.ndarray, classes: list[str], top_k: int) -
     for name in probs:
         if name != "float_keras":
             same = probs[name].argmax(1) == probs["float_keras"].argmax(1)
-            result[name]["agreement_with_float"] = round(float(np.mean(same)), 6) if len(labels) else float("nan")
+            result[name]["agreement_with_float"] = round(float(np.mean(same)), 6)  # held_out is never empty
         if name in QUANTIZED:
             result[name]["drop_points"] = round(100 * (result[name]["top1"] - float_top1), 4)
     if "w4w8_qdq_onnx" in result:

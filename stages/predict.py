@@ -45,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mcuvision.config.model import INTERPOLATIONS
 from mcuvision.formats import Predictor, UnsupportedModel, load_predictor
+from mcuvision.images import DECODABLE_FORMATS
 from mcuvision.sources import IMAGE_SUFFIXES, is_junk
 
 # TensorFlow is imported only when images are decoded (so --help and argument errors are
@@ -52,8 +53,9 @@ from mcuvision.sources import IMAGE_SUFFIXES, is_junk
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_INTERPOLATION = "nearest"  # conf/model default; what a model without metadata was most likely trained with
-# What tf.io.decode_image reads, by PIL's format name (MPO: the multi-frame JPEG many phones write).
-TF_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
+# What tf.io.decode_image reads, by PIL's format name: the validator's list, plus WebP, which this
+# TensorFlow decodes but the training manifest does not take (its folder scan skips .webp).
+TF_FORMATS = {*DECODABLE_FORMATS, "WEBP"}
 LABELS_FILE, METADATA_FILE = "labels.txt", "metadata.json"
 
 

@@ -65,7 +65,7 @@ def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: 
                                                           patience=train.plateau_patience, verbose=1))
     live = DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False))
     # After the callbacks whose state it saves and restores (see EpochBackup).
-    # Kept until the model file is written: a kill while it is saved loses no epoch.
+    # Kept until the model and metrics are written: a kill while they are saved loses no epoch.
     backup = EpochBackup(backup_dir, stateful=stateful, replay=[live], remove_at_end=False)
     return [precise_bn, *stateful, backup, throughput, live], backup
 
@@ -117,7 +117,6 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
     save_model(model, model_out)
-    backup.remove()
     # Every epoch's logs, those a killed earlier run finished included (after a resume,
     # history.history holds only this run's epochs).
     val_acc = [logs["val_accuracy"] for logs in backup.logs if "val_accuracy" in logs]
@@ -132,6 +131,8 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
         "device": "GPU" if on_gpu else "CPU", "replicas": strategy.num_replicas_in_sync,
     }
     write_json(metrics_out, metrics)
+    # Only now: a kill before metrics/train.json exists makes DVC re-run train, which resumes here.
+    backup.remove()
     return metrics
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def stage_command(name: str) -> list[str]:
+    """The stage's command exactly as dvc.yaml gives it, run by this interpreter."""
+    args = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
+    assert args[0] == "python"
+    return [sys.executable, *args[1:]]
+
+
+def stage_env(**extra: str) -> dict:
+    """A stage process's environment: the project importable, output unbuffered (seen as printed)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
 @pytest.fixture(scope="session")

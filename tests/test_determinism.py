@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shlex
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import stage_command, stage_env
 from mcuvision.compose import compose
 
 # depth 0.5 keeps residual blocks (drop-connect, a random op) at half the tracing time.
@@ -33,12 +29,6 @@ TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.sour
         "train.deterministic=true", "quantize.calibration_images=16"]
 STAGES = ("ingest", "validate", "train", "quantize")
 TIMING = ("wall_time_s", "images_per_s")  # train.json's measurements of speed, not results
-
-
-def stage_command(name: str) -> list[str]:
-    args = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
-    assert args[0] == "python"
-    return [sys.executable, *args[1:]]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +43,7 @@ def twins(tmp_path_factory) -> tuple[Path, Path]:
     for stage in STAGES:
         running = []
         for hash_seed, folder in enumerate(folders, start=1):
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": str(hash_seed),
-                   "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": str(folder / ".xdg")}
+            env = stage_env(PYTHONHASHSEED=str(hash_seed), XDG_CACHE_HOME=str(folder / ".xdg"))
             running.append(subprocess.Popen(stage_command(stage), cwd=folder, env=env, stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True))
         for process in running:

@@ -10,8 +10,6 @@ corruptions it leaves out are here.
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -23,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import stage_command, stage_env
 from http_server import serve_directory
 from mcuvision import download
 from mcuvision.compose import compose
@@ -33,18 +31,6 @@ from mcuvision.download import ChecksumError, cache_path, fetch
 TINY = ["dataset=synthetic", "model.res=32", "model.depth=0.1", "train.batch_size=8", "train.warmup_epochs=0",
         "train.precise_bn_images=16", "train.early_stopping_patience=10", "quantize.calibration_images=8"]
 CLASSES, PER_CLASS, VAL_PER_CLASS = 3, 12, 4
-
-
-def stage_command(name: str) -> list[str]:
-    """The stage's command exactly as dvc.yaml gives it, run by this interpreter."""
-    args = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
-    assert args[0] == "python"
-    return [sys.executable, *args[1:]]
-
-
-def stage_env() -> dict:
-    # Unbuffered, so that a line is seen the moment the stage prints it.
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def make_project(folder: Path, *overrides: str) -> Path:

@@ -332,6 +332,7 @@ def test_disabled_search_writes_only_a_record_that_says_so(stage_run, tmp_path):
     disabled = dataclasses.replace(config, w4w8=dataclasses.replace(config.w4w8, enabled=False))
     tmp = stage_run["tmp"]
     assert quantize.w4w8_search(disabled, onnx.load(str(tmp / "float.onnx")), onnx.load(str(tmp / "qdq.onnx")),
-                                np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int32), out) is None
+                                np.zeros((0, 4), np.float32), np.zeros((0, 32, 32, 3), np.uint8),
+                                np.zeros(0, np.int32), out) is None
     assert [p.name for p in out.iterdir()] == [W4W8_SEARCH_FILE]
     assert json.loads((out / W4W8_SEARCH_FILE).read_text()) == {"enabled": False}

@@ -15,6 +15,14 @@ class Guards:
     max_w4w8_drop_points: float
     min_agreement_with_float: float
 
+    @classmethod
+    def from_params(cls, params: Mapping) -> "Guards":
+        g = mapping_at(mapping_at(params, "evaluate"), "guards", "evaluate")
+        prefix = "evaluate.guards"
+        return cls(max_int8_drop_points=number(g, prefix, "max_int8_drop_points", 0.0, 100.0),
+                   max_w4w8_drop_points=number(g, prefix, "max_w4w8_drop_points", 0.0, 100.0),
+                   min_agreement_with_float=number(g, prefix, "min_agreement_with_float", 0.0, 1.0))
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:
@@ -27,10 +35,6 @@ class EvaluateConfig:
     @classmethod
     def from_params(cls, params: Mapping) -> "EvaluateConfig":
         s = mapping_at(params, "evaluate")
-        g = mapping_at(s, "guards", "evaluate")
-        prefix = "evaluate.guards"
         return cls(name=str(s.get("name")), split=choice(s, "evaluate", "split", SPLITS),
                    batch_size=integer(s, "evaluate", "batch_size", 1), top_k=integer(s, "evaluate", "top_k", 2),
-                   guards=Guards(max_int8_drop_points=number(g, prefix, "max_int8_drop_points", 0.0, 100.0),
-                                 max_w4w8_drop_points=number(g, prefix, "max_w4w8_drop_points", 0.0, 100.0),
-                                 min_agreement_with_float=number(g, prefix, "min_agreement_with_float", 0.0, 1.0)))
+                   guards=Guards.from_params(params))

@@ -7,6 +7,8 @@ board, which no run here has touched.
 """
 from __future__ import annotations
 
+from ..formats import W4W8_MODEL_FILE
+
 KIB = 1024.0
 
 
@@ -48,7 +50,7 @@ def render(p: dict) -> str:
              kib(t["file_bytes"])]]
     for key, label in (("int8_qdq_onnx", "Int8 QDQ ONNX"), ("w4w8_qdq_onnx", "Int8/Int4 QDQ ONNX")):
         if key in p:
-            rows.append([p["model"].get("onnx_name", "-") if key == "int8_qdq_onnx" else "qdq_w4w8.onnx", label, res,
+            rows.append([p["model"].get("onnx_name", "-") if key == "int8_qdq_onnx" else W4W8_MODEL_FILE, label, res,
                          "n/a (TFLite Micro runs .tflite only)", "n/a", "n/a", "n/a", "n/a",
                          kib(p[key]["weights_bytes"]), kib(p[key]["file_bytes"])])
     out += table(header, rows)
