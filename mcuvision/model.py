@@ -139,11 +139,18 @@ def _mbconv(x, out_channels: int, expansion: int, kernel: int, stride: int,
 
 def build_model(num_classes: int, res: int, dropout: float = 0.2, width: float = 0.45,
                 depth: float = 1.0, expansion: int = 3, se_ratio: float = 0.25,
-                drop_connect: float = 0.2) -> keras.Model:
-    """Build ST EfficientNet LC v1 for `res` x `res` RGB images holding raw pixels 0..255."""
+                drop_connect: float = 0.2, any_side: bool = False) -> keras.Model:
+    """Build ST EfficientNet LC v1 for `res` x `res` RGB images holding raw pixels 0..255
+    (float32, NHWC); the output is (batch, num_classes) float32 softmax probabilities.
+
+    `any_side=True` leaves the input's height and width open, for training at several sides
+    (train.low_res); the layers and weights are the same, so `set_weights` copies them into a
+    model built for `res` (what is saved and exported). Raises ValueError on a bad argument.
+    """
     _check_args(num_classes, res, dropout)
 
-    inputs = keras.Input((res, res, 3), dtype="float32", name="image")
+    side = None if any_side else res
+    inputs = keras.Input((side, side, 3), dtype="float32", name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     x = _conv_bn(x, round_filters(_STEM_FILTERS, width), 3, 2, name="stem")
 

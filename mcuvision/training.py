@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from .atomic import atomic_dir, atomic_path
 from .config.train import TrainConfig
@@ -31,26 +32,121 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     validation sits at chance for many epochs while training accuracy climbs. Averaging the
     batch statistics of `batches` forward passes removes that lag at the cost of a short
     forward-only pass. Single-replica only (an eager call cannot update mirrored variables).
+
+    The forward pass is one traced function in which every BatchNorm layer has momentum 0, so
+    after a call each layer's moving mean and variance hold that batch's statistics; they are
+    averaged here and assigned at the end. Traced once: an eager pass of this model costs about
+    4x a graph one (1.7 s against 0.4 s for 64 images at 128x128, measured on a 2-core AMD EPYC).
     """
 
     def __init__(self, dataset, batches: int):
         super().__init__()
         self.dataset, self.batches = dataset, batches
+        self._forward = None
+
+    def _norms(self):
+        return [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
     def on_test_begin(self, logs=None):
         if self.batches <= 0:
             return
-        norms = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = self._norms()
         kept = [layer.momentum for layer in norms]
         try:
-            for k, (images, _) in enumerate(self.dataset.take(self.batches)):
-                # momentum k/(k+1) makes the moving value the running mean of the k+1 batch values.
-                for layer in norms:
-                    layer.momentum = k / (k + 1)
-                self.model(images, training=True)
+            for layer in norms:
+                layer.momentum = 0.0  # read when the function is traced: moving stats = batch stats
+            if self._forward is None:
+                model = self.model
+                self._forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True)
+            sums = None
+            count = 0
+            for images, _ in self.dataset.take(self.batches):
+                self._forward(images)
+                stats = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]
+                sums = stats if sums is None else [(m + a, v + b) for (m, v), (a, b) in zip(sums, stats)]
+                count += 1
+            for layer, (mean, variance) in zip(norms, sums or []):
+                layer.moving_mean.assign(mean / count)
+                layer.moving_variance.assign(variance / count)
         finally:
             for layer, momentum in zip(norms, kept):
                 layer.momentum = momentum
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """Validate the exponential moving average (EMA) of the weights instead of the raw weights.
+
+    The average itself is Keras' optimizer EMA (`use_ema=True`: after every step,
+    average = m * average + (1 - m) * weights, for the trainable variables only). Before each
+    validation the averaged values are swapped into the model; BatchNorm moving statistics are
+    not averaged, so `PreciseBatchNorm` (placed AFTER this callback) then recomputes them for the
+    averaged weights, which is how an EMA is evaluated fairly (Morales-Brotons et al., "Exponential
+    Moving Average of Weights in Deep Learning: Dynamics and Benefits", TMLR 2024). The averaged
+    weights stay in the model until `on_epoch_end`, so EarlyStopping (placed BEFORE the swap back in
+    the callback list, i.e. between this callback's two halves: see `restore`) keeps them as the
+    best weights; then the raw weights come back and training continues from them.
+
+    Use two entries in the callback list: `averaged` before PreciseBatchNorm and `averaged.restore`
+    after EarlyStopping and before EpochBackup. A no-op when the optimizer has no EMA.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw: list | None = None
+        self.restore = _RestoreRawWeights(self)
+
+    def _variables(self):
+        optimizer = self.model.optimizer
+        if not getattr(optimizer, "use_ema", False) or not optimizer.built:
+            return None
+        return list(zip(self.model.trainable_variables, optimizer._model_variables_moving_average))
+
+    def on_test_begin(self, logs=None):
+        pairs = self._variables()
+        if pairs is None or self._raw is not None:
+            return
+        self._raw = [var.numpy() for var, _ in pairs]
+        for var, average in pairs:
+            var.assign(average)
+
+    def swap_back(self):
+        pairs = self._variables()
+        if pairs is None or self._raw is None:
+            return
+        for (var, _), value in zip(pairs, self._raw):
+            var.assign(value)
+        self._raw = None
+
+
+class _RestoreRawWeights(keras.callbacks.Callback):
+    """The second half of AveragedWeights: the raw weights back after the epoch's bookkeeping."""
+
+    def __init__(self, owner: AveragedWeights):
+        super().__init__()
+        self.owner = owner
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.owner.swap_back()
+
+
+class TrainSide(keras.callbacks.Callback):
+    """Progressive resizing: epochs before `low_epochs` train on `low` x `low` images, the later ones
+    on `res` x `res`, by setting the int32 variable that the training dataset resizes to
+    (mcuvision.data.make_dataset(side=...)). Validation always runs at `res`.
+
+    Fewer pixels make the early epochs cheaper (convolution cost grows with the pixel count), and
+    ending at the test side lets the network settle on the statistics it will be tested at
+    ("train low, test high": Touvron et al., "Fixing the train-test resolution discrepancy",
+    NeurIPS 2019). The model needs an open input side (build_model(any_side=True)); switching
+    traces the training step once more.
+    """
+
+    def __init__(self, side, low: int, low_epochs: int, res: int):
+        super().__init__()
+        self.side, self.low, self.low_epochs, self.res = side, low, low_epochs, res
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.side.assign(self.low if epoch < self.low_epochs else self.res)
 
 
 class Throughput(keras.callbacks.Callback):
@@ -82,10 +178,12 @@ def learning_rate(train: TrainConfig, steps_per_epoch: int):
 
 def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int, xla: bool) -> None:
     rate = learning_rate(train, steps_per_epoch)
+    # The weight average lives in the optimizer (updated inside the compiled step, no Python per step).
+    ema = {"use_ema": True, "ema_momentum": train.ema_momentum} if train.ema_momentum > 0 else {}
     if train.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **ema)
     else:
-        optimizer = keras.optimizers.Adam(rate)
+        optimizer = keras.optimizers.Adam(rate, **ema)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
                   metrics=["accuracy"], jit_compile=xla)
@@ -221,8 +319,13 @@ class EpochBackup(keras.callbacks.Callback):
         with atomic_dir(self.folder / f"epoch-{epoch + 1:04d}") as tmp:
             self.model.save_weights(tmp / WEIGHTS)
             if stopping is not None and stopping.best_weights is not None:
-                if stopping.best_epoch == epoch:  # this epoch is the best: same file
-                    _link(tmp / WEIGHTS, tmp / BEST_WEIGHTS)
+                if stopping.best_epoch == epoch:
+                    # EarlyStopping's copy, not the model's current weights: with a weight
+                    # average the best ones are the averaged weights, already swapped out.
+                    current = self.model.get_weights()
+                    self.model.set_weights(stopping.best_weights)
+                    self.model.save_weights(tmp / BEST_WEIGHTS)
+                    self.model.set_weights(current)
                 elif previous is not None and (previous / BEST_WEIGHTS).is_file():
                     _link(previous / BEST_WEIGHTS, tmp / BEST_WEIGHTS)
             state = [{name: _plain(getattr(c, name)) for name in _kept(c)} for c in self.stateful]

@@ -16,8 +16,8 @@ from mcuvision.atomic import write_text
 from mcuvision.model_card import render
 
 
-def run(metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate: Path, out: Path) -> str:
-    docs = [json.loads(p.read_text(encoding="utf-8")) for p in (metadata, validate, quantize, profile, evaluate)]
+def run(metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate: Path, train: Path, out: Path) -> str:
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in (metadata, validate, quantize, profile, evaluate, train)]
     text = render(*docs)
     write_text(out, text)
     return text
@@ -25,11 +25,11 @@ def run(metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Render the model card from the pipeline's metrics.")
-    for name in ("metadata", "validate", "quantize", "profile", "evaluate", "out"):
+    for name in ("metadata", "validate", "quantize", "profile", "evaluate", "train", "out"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     try:
-        run(args.metadata, args.validate, args.quantize, args.profile, args.evaluate, args.out)
+        run(args.metadata, args.validate, args.quantize, args.profile, args.evaluate, args.train, args.out)
     except (OSError, KeyError, json.JSONDecodeError) as error:
         sys.exit(f"model_card failed: an input is missing or incomplete ({error!r}); run `dvc repro` first")
     print(f"model_card: wrote {args.out}")

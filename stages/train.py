@@ -29,13 +29,14 @@ import tensorflow as tf  # noqa: E402
 
 from mcuvision.atomic import write_json  # noqa: E402
 from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of  # noqa: E402
+from mcuvision.checkpoint import CheckpointError, file_sha256, init_from_checkpoint  # noqa: E402
+from mcuvision.config.base import ConfigError, as_dict, load_params, require, seed_of  # noqa: E402
 from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.train import TrainConfig  # noqa: E402
-from mcuvision.data import make_dataset, read_split  # noqa: E402
+from mcuvision.data import make_dataset, read_split, steps_per_epoch  # noqa: E402
 from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import (EpochBackup, PreciseBatchNorm, Throughput, compile_model,  # noqa: E402
-                                 save_model, set_bn_momentum)
+from mcuvision.training import (AveragedWeights, EpochBackup, PreciseBatchNorm, Throughput,  # noqa: E402
+                                 TrainSide, compile_model, save_model, set_bn_momentum)
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -50,7 +51,15 @@ def pick_strategy() -> tf.distribute.Strategy:
 def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest: Path) -> str:
     digest = hashlib.sha256(json.dumps([as_dict(train), as_dict(model), seed], sort_keys=True).encode())
     digest.update(manifest.read_bytes())
+    if train.init_from:  # a backup made from another checkpoint's content is not resumed
+        digest.update(file_sha256(Path(train.init_from)).encode())
     return digest.hexdigest()[:16]
+
+
+def check_low_res(train: TrainConfig, model_config: ModelConfig) -> None:
+    """ConfigError unless train.low_res is null or below model.res (the side the model is saved at)."""
+    require(train.low_res is None or train.low_res < model_config.res, "train.low_res", train.low_res,
+            f"null or below model.res ({model_config.res})")
 
 
 def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: Throughput,
@@ -62,12 +71,16 @@ def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: 
                                               restore_best_weights=True, verbose=1)]
     if train.schedule == "plateau":
         stateful.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=train.plateau_factor,
-                                                          patience=train.plateau_patience, verbose=1))
+                                                          patience=train.plateau_patience,
+                                                          min_lr=train.min_learning_rate, verbose=1))
     live = DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False))
     # After the callbacks whose state it saves and restores (see EpochBackup).
     # Kept until the model and metrics are written: a kill while they are saved loses no epoch.
     backup = EpochBackup(backup_dir, stateful=stateful, replay=[live], remove_at_end=False)
-    return [precise_bn, *stateful, backup, throughput, live], backup
+    # Validation sees the averaged weights (a no-op without train.ema_momentum) with their own
+    # BatchNorm statistics; EarlyStopping keeps them as the best, then the raw ones come back.
+    averaged = AveragedWeights()
+    return [averaged, precise_bn, *stateful, averaged.restore, backup, throughput, live], backup
 
 
 def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path: Path, raw: Path,
@@ -89,32 +102,48 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     # A disk cache is rebuilt every run: one left by a killed run is incomplete (and locked).
     cache_dir = work / "decoded"
     shutil.rmtree(cache_dir, ignore_errors=True)
+    # Progressive resizing: the dataset resizes training batches to this side, set every epoch.
+    progressive = train.low_res is not None and train.low_res_epochs > 0
+    side = tf.Variable(res, dtype=tf.int32, trainable=False, name="train_side") if progressive else None
     train_ds = make_dataset(train_split, len(classes), res, interpolation, train.batch_size, training=True,
-                            cache=train.cache, cache_dir=cache_dir / "train", augment=augment, seed=seed)
+                            cache=train.cache, cache_dir=cache_dir / "train", augment=augment, seed=seed,
+                            side=side)
     val_ds = make_dataset(val_split, len(classes), res, interpolation, train.batch_size, training=False,
                           cache=train.cache, cache_dir=cache_dir / "val")
-    steps_per_epoch = math.ceil(len(train_split) / train.batch_size)
+    steps = steps_per_epoch(len(train_split), train.batch_size)
 
-    with strategy.scope():
+    def new_model(any_side: bool) -> keras.Model:
         model = build_model(len(classes), res, dropout=train.dropout, width=model_config.width,
                             depth=model_config.depth, expansion=model_config.expansion,
-                            se_ratio=model_config.se_ratio, drop_connect=model_config.drop_connect)
+                            se_ratio=model_config.se_ratio, drop_connect=model_config.drop_connect,
+                            any_side=any_side)
         set_bn_momentum(model, train.bn_momentum)
+        return model
+
+    with strategy.scope():
+        model = new_model(any_side=progressive)
+        checkpoint = init_from_checkpoint(model, Path(train.init_from), train.frozen_layers) if train.init_from else None
         # XLA speeds GPUs up but, measured on a 2-core CPU at 128x128, made steps ~2.5x slower.
-        compile_model(model, train, steps_per_epoch, xla=on_gpu)
+        compile_model(model, train, steps, xla=on_gpu)
 
     backup_dir = work / "state"
-    throughput = Throughput(len(train_split))
+    throughput = Throughput(min(len(train_split), steps * train.batch_size))  # images actually trained on
     bn_batches = 0 if strategy.num_replicas_in_sync > 1 else math.ceil(train.precise_bn_images / train.batch_size)
-    precise_bn = PreciseBatchNorm(train_ds, min(bn_batches, steps_per_epoch))
+    precise_bn = PreciseBatchNorm(train_ds, min(bn_batches, steps))
     print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
           f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
     start = time.perf_counter()
     chosen, backup = callbacks(train, backup_dir, live_dir, throughput, precise_bn)
+    if progressive:
+        chosen.insert(0, TrainSide(side, train.low_res, train.low_res_epochs, res))
     history = model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=2, shuffle=False,
                         callbacks=chosen + list(extra_callbacks))
     wall = time.perf_counter() - start
     shutil.rmtree(cache_dir, ignore_errors=True)
+    if progressive:  # the same weights in a model with the fixed input side the exporters need
+        fixed = new_model(any_side=False)
+        fixed.set_weights(model.get_weights())
+        model = fixed
 
     save_model(model, model_out)
     # Every epoch's logs, those a killed earlier run finished included (after a resume,
@@ -124,11 +153,14 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
     metrics = {
         "best_val_accuracy": float(max(val_acc)) if val_acc else None,
         "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
+        # The last epoch's, beside the best: how much choosing the epoch on val flatters the number.
+        "final_val_accuracy": float(val_acc[-1]) if val_acc else None,
         "epochs_run": len(backup.logs), "epochs_this_run": len(history.epoch),
         "wall_time_s": round(wall, 1),
         "images_per_s": round(float(np.median(steady)), 1) if steady else None,
         "train_images": len(train_split), "val_images": len(val_split), "classes": classes,
         "device": "GPU" if on_gpu else "CPU", "replicas": strategy.num_replicas_in_sync,
+        "init_from": checkpoint,
     }
     write_json(metrics_out, metrics)
     # Only now: a kill before metrics/train.json exists makes DVC re-run train, which resumes here.
@@ -145,10 +177,14 @@ def main() -> None:
         params = load_params()
         train, model_config = TrainConfig.from_params(params), ModelConfig.from_params(params)
         seed = seed_of(params)
+        check_low_res(train, model_config)
     except ConfigError as error:
         sys.exit(f"train failed: {error}")
-    metrics = run(train, model_config, seed, args.manifest, args.raw, args.model, args.metrics,
-                  args.live, args.backup)
+    try:
+        metrics = run(train, model_config, seed, args.manifest, args.raw, args.model, args.metrics,
+                      args.live, args.backup)
+    except CheckpointError as error:
+        sys.exit(f"train failed: {error}")
     print(f"train: best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
           f"{metrics['epochs_run']} epochs in {metrics['wall_time_s']} s, {metrics['images_per_s']} img/s "
           f"-> {args.model}")

@@ -81,3 +81,47 @@ def test_interrupted_run_leaves_no_model_and_resumes(tmp_path, tiny, params):
     assert metrics["epochs_this_run"] == 1, "the re-run resumes after the 2 finished epochs"
     assert metrics["epochs_run"] == 3
     assert out["model_out"].is_file()
+
+
+def test_progressive_resizing_trains_low_then_saves_the_fixed_side(tmp_path, tiny, params):
+    """train.low_res: the first epochs see smaller images, the saved model takes model.res."""
+    import tensorflow as tf
+
+    from mcuvision.data import Split, make_dataset
+
+    raw, manifest = tiny
+    params["train"].update(low_res=32, low_res_epochs=1, ema_momentum=0.9)
+    train, model = configs(params, epochs=2)
+    out = outputs(tmp_path)
+    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    assert metrics["epochs_run"] == 2
+    loaded = keras.models.load_model(out["model_out"])
+    assert loaded.input_shape == (None, 64, 64, 3)
+
+    # The dataset follows the side variable between epochs.
+    rows = pd.read_csv(manifest)
+    split = Split([str(raw / p) for p in rows["path"][:16]], rows["class_index"][:16].to_numpy())
+    side = tf.Variable(64, dtype=tf.int32)
+    ds = make_dataset(split, CLASSES, 64, "nearest", 8, training=True, side=side)
+    assert next(iter(ds))[0].shape == (8, 64, 64, 3)
+    side.assign(32)
+    assert next(iter(ds))[0].shape == (8, 32, 32, 3)
+    # TrainSide sets that variable per epoch: low for the first low_epochs, then the model's side.
+    from mcuvision.training import TrainSide
+    schedule = TrainSide(side, 32, 3, 64)
+    sides = []
+    for epoch in range(5):
+        schedule.on_epoch_begin(epoch)
+        sides.append(int(side.numpy()))
+    assert sides == [32, 32, 32, 64, 64]
+
+
+def test_low_res_must_be_below_model_res(params):
+    from mcuvision.config.base import ConfigError
+
+    params["train"].update(low_res=128, low_res_epochs=2)
+    train, model = TrainConfig.from_params(params), ModelConfig.from_params(params)
+    with pytest.raises(ConfigError, match="train.low_res=128"):
+        train_stage.check_low_res(train, model)
+    params["train"].update(low_res=96)
+    train_stage.check_low_res(TrainConfig.from_params(params), model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Mapping
 
 from .base import choice, integer, number, require, mapping_at
@@ -10,24 +11,96 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")
 CACHES = ("memory", "disk")
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
+FILL_MODES = ("reflect", "wrap", "constant")
+INTERPOLATIONS = ("bilinear", "nearest")
+ERASING_FILLS = ("colour", "mosaic")
+# The erasing mask is built over (batch, rectangles, height, width): bound its cost.
+MAX_ERASING_COUNT = 64
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """`train.augment`, the on-the-fly augmentation of mcuvision.augment (0 switches a kind off).
+
+    Geometric, one resampling per image: `flip` axes, each flipped with probability `flip_rate`;
+    `translation` (fraction of the side), `rotation` and `shear` (fractions of a full turn), `zoom`
+    (fraction of the side, x and y scales drawn independently); out-of-image pixels by `fill_mode`,
+    sampled by `interpolation`. Colour: `contrast` (factor 1 +- strength), `brightness` (offset
+    +- strength * 255), `hue` (shift up to strength / 2 of a turn), `grayscale` (probability).
+    Erasing: each image with probability `erasing` gets up to `erasing_max_count` rectangles, each
+    up to `erasing_max_area` of the image, aspect ratio in 1/`erasing_max_aspect`..`erasing_max_aspect`,
+    filled by `erasing_fill`.
+    """
     flip: str
+    flip_rate: float
     translation: float
     rotation: float
     zoom: float
+    shear: float
+    fill_mode: str
+    interpolation: str
     contrast: float
     brightness: float
     hue: float
+    grayscale: float
     erasing: float
+    erasing_max_count: int
+    erasing_max_area: float
+    erasing_max_aspect: float
+    erasing_fill: str
 
     @classmethod
     def from_params(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
-        strengths = {name: number(section, prefix, name, 0.0, 1.0)
-                     for name in ("translation", "rotation", "zoom", "contrast", "brightness", "hue", "erasing")}
-        return cls(flip=choice(section, prefix, "flip", FLIPS), **strengths)
+        """Raises ConfigError naming the first missing or bad key."""
+        s, p = section, prefix
+        unit = {name: number(s, p, name, 0.0, 1.0)
+                for name in ("flip_rate", "translation", "rotation", "zoom", "contrast", "brightness", "hue",
+                             "grayscale", "erasing")}
+        count = integer(s, p, "erasing_max_count", 1)
+        require(count <= MAX_ERASING_COUNT, f"{p}.erasing_max_count", count,
+                f"an integer in [1, {MAX_ERASING_COUNT}]")
+        # A shear of a quarter turn maps every row onto one line: stop short of it.
+        return cls(flip=choice(s, p, "flip", FLIPS), shear=number(s, p, "shear", 0.0, 0.25, high_open=True),
+                   fill_mode=choice(s, p, "fill_mode", FILL_MODES),
+                   interpolation=choice(s, p, "interpolation", INTERPOLATIONS),
+                   erasing_max_count=count,
+                   erasing_max_area=number(s, p, "erasing_max_area", 0.0, 1.0, low_open=True),
+                   erasing_max_aspect=number(s, p, "erasing_max_aspect", 1.0, 100.0),
+                   erasing_fill=choice(s, p, "erasing_fill", ERASING_FILLS), **unit)
+
+
+# `train.init_from` must lie in this folder: dvc.yaml lists the folder as a dependency of train,
+# since DVC cannot depend on a path given by a param that may be null (the stage would not load).
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _start_from(s: Mapping) -> dict:
+    """`train.init_from` and `train.frozen_layers` (mcuvision.checkpoint), checked for form only:
+    whether the file exists and fits, and whether the layers exist, is known once the model is built."""
+    init_from, frozen = s.get("init_from"), s.get("frozen_layers")
+    parts = PurePosixPath(init_from).parts if isinstance(init_from, str) else ()
+    require(init_from is None or (len(parts) > 1 and parts[0] == CHECKPOINT_DIR and ".." not in parts
+                                  and init_from.lower().endswith(CHECKPOINT_SUFFIXES)),
+            "train.init_from", init_from,
+            f"null, or a {'/'.join(CHECKPOINT_SUFFIXES)} file inside {CHECKPOINT_DIR}/ "
+            "(the folder DVC tracks for train)")
+    require(frozen is None or (isinstance(frozen, str) and frozen.count(":") == 1 and frozen.replace(":", "").strip()),
+            "train.frozen_layers", frozen, "null, or FIRST:LAST layer names (inclusive; either may be empty)")
+    require(frozen is None or init_from is not None, "train.frozen_layers", frozen,
+            "null unless train.init_from names a checkpoint (frozen random layers would never learn)")
+    return {"init_from": init_from, "frozen_layers": frozen}
+
+
+def _progressive(s: Mapping, epochs: int) -> dict:
+    """train.low_res (null, or a side >= 32 in pixels) and train.low_res_epochs (fewer than epochs)."""
+    low = s.get("low_res")
+    if low is not None:
+        low = integer(s, "train", "low_res", 32)
+    low_epochs = integer(s, "train", "low_res_epochs", 0)
+    require(low_epochs < epochs, "train.low_res_epochs", low_epochs, f"fewer than train.epochs ({epochs})")
+    require(low is not None or low_epochs == 0, "train.low_res_epochs", low_epochs, "0 when train.low_res is null")
+    return {"low_res": low, "low_res_epochs": low_epochs}
 
 
 @dataclass(frozen=True)
@@ -51,6 +124,12 @@ class TrainConfig:
     deterministic: bool
     mixed_precision: bool
     augment: AugmentConfig
+    min_learning_rate: float = 0.0     # floor of the plateau schedule (ST: 1e-5)
+    ema_momentum: float = 0.0          # weight average validated and kept (0: off; 0.999 ~ 1000 steps)
+    low_res: int | None = None         # side of the first low_res_epochs epochs (progressive resizing)
+    low_res_epochs: int = 0
+    init_from: str | None = None       # checkpoint to start from (mcuvision.checkpoint); None: random
+    frozen_layers: str | None = None   # FIRST:LAST layers kept frozen; only with init_from
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -75,4 +154,8 @@ class TrainConfig:
                    precise_bn_images=integer(s, p, "precise_bn_images", 0),
                    early_stopping_patience=integer(s, p, "early_stopping_patience", 1),
                    cache=choice(s, p, "cache", CACHES), **flags,
-                   augment=AugmentConfig.from_params(mapping_at(s, "augment", "train"), "train.augment"))
+                   augment=AugmentConfig.from_params(mapping_at(s, "augment", "train"), "train.augment"),
+                   min_learning_rate=number(s, p, "min_learning_rate", 0.0, 10.0),
+                   ema_momentum=number(s, p, "ema_momentum", 0.0, 1.0, high_open=True),
+                   **_progressive(s, epochs),
+                   **_start_from(s))
