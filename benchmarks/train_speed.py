@@ -1,134 +1,98 @@
-"""Training images/s: compute only (in-memory tensors) vs end to end (JPEGs + tf.data + augmentation).
+"""Training speed of the real train stage, several settings side by side in one run.
 
-    .venv/bin/python benchmarks/train_speed.py [--res 128 224] [--images DIR] [--epochs 3] [--batch 32]
+    .venv/bin/python benchmarks/train_speed.py [--before REV] [--images DIR] [--epochs 6] [--repeats 2]
+        [--variant 'NAME:override override ...' ...]
 
-Compute only fits the model on a fixed random float32 tensor (cached, batched, prefetched); end to
-end feeds the real files through mcuvision.data.make_dataset(training=True) with the augmentation of
-conf/train/default.yaml. Both are timed over the training batches of each epoch after the first
-(the first one traces the graph and, end to end, decodes the JPEGs into the cache).
-`--pipeline` also times the input pipeline alone (iterating the dataset, no model).
+Each variant is a scratch copy of a checkout (the working tree, or git revision REV for the
+`before` variant) whose params.yaml is composed from its conf/ with the variant's Hydra overrides
+(dataset = the images in --images as a `folder` dataset, test share 0). ingest and validate run
+once per copy; then `python -m stages.train` runs there in a fresh process, the way `dvc repro`
+runs it, so graph tracing, JPEG decoding and caching are all counted. Variants are run in turn,
+round after round (--repeats), so that a background load hits them alike; compare the RATIOS.
+
+Per run it reads:
+* training images/s: the stage's own steady-state figure (metrics/train.json `images_per_s`: the
+  median over epochs after the first, timed over the training batches only);
+* epoch seconds: wall time per epoch as Keras prints it (training, precise BN and validation);
+* first-epoch extra: the first epoch's seconds minus the median of the others (tracing, decoding
+  into the cache, XLA compilation of the augmentation).
+The table gives the median over repeats, and each variant's images/s and epoch time as a ratio
+to the first variant.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import sys
-import time
+import re
+import shutil
+import statistics
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import yaml
+from scratch import ROOT, cpu_name, prepare, stage
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.config.train import AugmentConfig, TrainConfig  # noqa: E402
-from mcuvision.data import Split, make_dataset  # noqa: E402
-from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import Throughput, compile_model, set_bn_momentum  # noqa: E402
-
-from mcuvision.sources import IMAGE_SUFFIXES  # noqa: E402
+# Keras' verbose=2 epoch line, e.g. "34/34 - 30s - 889ms/step - ...": steps x time per step is the
+# epoch's wall time (training, callbacks and validation) with millisecond resolution.
+EPOCH_LINE = re.compile(r"^(\d+)/\d+ - \d+s - (\d+)(ms|s)/step")
+DEFAULT_VARIANTS = [
+    "before, default profile:@before",
+    "default profile:",
+    "default, batch 64:train.batch_size=64",
+    "default, batch 128:train.batch_size=128 train.learning_rate=0.005",
+    "fast profile:train=fast",
+    "fast, 96 for 70% of epochs:train=fast train.low_res=96 train.low_res_epochs=EPOCHS_70",
+]
 
 
-def load_train_conf() -> dict:
-    with (ROOT / "conf/train/default.yaml").open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-def list_images(folder: Path) -> tuple[Split, int]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        for path in sorted((folder / name).rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(str(path))
-                labels.append(index)
-    if not paths:
-        sys.exit(f"no images under {folder}")
-    return Split(paths, np.asarray(labels, np.int32)), len(classes)
-
-
-def new_model(num_classes: int, res: int, conf: dict, steps_per_epoch: int) -> keras.Model:
-    """build_model compiled exactly as stages/train.py does on a CPU (XLA off)."""
-    keras.utils.set_random_seed(0)
-    train = TrainConfig.from_params({"train": conf})
-    model = build_model(num_classes, res, dropout=train.dropout)
-    set_bn_momentum(model, train.bn_momentum)
-    compile_model(model, train, steps_per_epoch, xla=False)
-    return model
-
-
-def fit_speed(model: keras.Model, ds: tf.data.Dataset, images: int, epochs: int) -> float:
-    meter = Throughput(images)
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[meter])
-    steady = meter.per_epoch[1:] or meter.per_epoch
-    return float(np.median(steady))
-
-
-def compute_only(model: keras.Model, images: int, num_classes: int, res: int, epochs: int, batch: int) -> float:
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(0, 255, (images, res, res, 3)).astype(np.float32))
-    y = tf.one_hot(rng.integers(0, num_classes, images), num_classes)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch).prefetch(tf.data.AUTOTUNE)
-    return fit_speed(model, ds, images, epochs)
-
-
-def end_to_end_dataset(split: Split, num_classes: int, res: int, conf: dict, batch: int,
-                       augment: bool = True) -> tf.data.Dataset:
-    augmenter = build_augmenter(AugmentConfig.from_params(conf["augment"]), 0) if augment else None
-    return make_dataset(split, num_classes, res, "bilinear", batch, training=True, augment=augmenter, seed=0)
-
-
-def pipeline_only(ds: tf.data.Dataset, images: int, epochs: int) -> float:
-    rates = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for _batch in ds:
-            pass
-        rates.append(images / (time.perf_counter() - start))
-    return float(np.median(rates[1:] or rates))
+def train_once(project: Path) -> dict:
+    shutil.rmtree(project / ".cache", ignore_errors=True)
+    output = stage("train", project)
+    epochs = [int(m.group(1)) * int(m.group(2)) * (1e-3 if m.group(3) == "ms" else 1.0)
+              for m in map(EPOCH_LINE.match, output.splitlines()) if m]
+    metrics = json.loads((project / "metrics" / "train.json").read_text())
+    steady = statistics.median(epochs[1:]) if len(epochs) > 1 else float("nan")
+    return {"images_per_s": metrics["images_per_s"], "epoch_s": steady, "first_extra_s": epochs[0] - steady}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--res", type=int, nargs="+", default=[128, 224])
-    parser.add_argument("--images", type=Path, default=ROOT / "data/sample/flowers_mini")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first one is not timed")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--no-augment", action="store_true", help="end to end without augmentation")
-    parser.add_argument("--pipeline", action="store_true", help="also time the input pipeline alone")
+    parser.add_argument("--images", type=Path, default=ROOT / "data/sample/flowers_mini",
+                        help="class folders to train on (default: the embedded sample)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--before", default="ece0ad5", help="git revision of the '@before' variants")
+    parser.add_argument("--variant", action="append",
+                        help="'NAME:OVERRIDES' (Hydra overrides, space-separated; '@before' runs REV's code)")
     args = parser.parse_args()
-    conf = load_train_conf()
-    split, num_classes = list_images(args.images)
-    n = len(split)
-    rows = []
-    for res in args.res:
-        # One model per resolution, traced once: compute only first, then end to end.
-        model = new_model(num_classes, res, conf, steps_per_epoch=-(-n // args.batch))
-        compute = compute_only(model, n, num_classes, res, args.epochs, args.batch)
-        ds = end_to_end_dataset(split, num_classes, res, conf, args.batch, augment=not args.no_augment)
-        pipe = pipeline_only(ds, n, args.epochs) if args.pipeline else None
-        e2e = fit_speed(model, ds, n, args.epochs)
-        rows.append((res, compute, e2e, pipe))
-        print(f"res {res}: compute-only {compute:.1f} img/s, end-to-end {e2e:.1f} img/s"
-              + (f", pipeline alone {pipe:.1f} img/s" if pipe else ""), flush=True)
-    aug = "off" if args.no_augment else "conf/train/default.yaml"
-    print(f"\n{n} images from {args.images}, batch {args.batch}, {args.epochs} epochs (first not timed), "
-          f"augmentation {aug}, {os.cpu_count()} CPU cores")
-    header = f"{'res':>5} {'compute-only img/s':>19} {'end-to-end img/s':>17} {'ratio':>6}"
-    if args.pipeline:
-        header += f" {'pipeline img/s':>15}"
-    print(header)
-    for res, compute, e2e, pipe in rows:
-        line = f"{res:>5} {compute:>19.1f} {e2e:>17.1f} {e2e / compute:>6.2f}"
-        if args.pipeline:
-            line += f" {pipe:>15.1f}"
-        print(line)
+    variants = args.variant or DEFAULT_VARIANTS
+    images = args.images.resolve()
+    with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
+        projects = []
+        for k, spec in enumerate(variants):
+            name, _, rest = spec.partition(":")
+            words = rest.replace("EPOCHS_70", str(round(0.7 * args.epochs))).split()
+            before = "@before" in words
+            overrides = [w for w in words if w != "@before"] + [f"train.epochs={args.epochs}"]
+            source = args.before if before else ROOT
+            print(f"preparing {name} ({' '.join(overrides)}{', code of ' + args.before if before else ''})",
+                  flush=True)
+            projects.append((name, prepare(source, Path(tmp) / f"v{k}", overrides, images)))
+        results: dict[str, list[dict]] = {name: [] for name, _ in projects}
+        for round_ in range(args.repeats):
+            for name, project in projects:
+                result = train_once(project)
+                results[name].append(result)
+                print(f"round {round_ + 1}, {name}: {result}", flush=True)
+    print(f"\n{cpu_name()}, {os.cpu_count()} cores; {images}, {args.epochs} epochs, median of {args.repeats} runs")
+    print(f"{'variant':<34} {'img/s':>7} {'ratio':>6} {'epoch s':>8} {'ratio':>6} {'1st-epoch extra s':>18}")
+    base = None
+    for name, rows in results.items():
+        speed = statistics.median(r["images_per_s"] for r in rows)
+        epoch = statistics.median(r["epoch_s"] for r in rows)
+        extra = statistics.median(r["first_extra_s"] for r in rows)
+        base = base or (speed, epoch)
+        print(f"{name:<34} {speed:>7.1f} {speed / base[0]:>6.2f} {epoch:>8.1f} {base[1] / epoch:>6.2f} {extra:>18.1f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,17 +21,41 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network calls from 
 
 @dataclass
 class Finding:
+    """One check's outcome: the offending files (manifest paths) and the classes (or other set
+    values) it is about, so that every failure can name what to fix."""
     check: str
     severity: str
     success: bool
     unexpected_count: int
     files: list[str]
     observed: object = None
+    names: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"check": self.check, "severity": self.severity, "success": self.success,
                 "unexpected_count": self.unexpected_count, "files": self.files[:50],
-                "observed": self.observed}
+                "names": self.names[:50], "observed": self.observed}
+
+
+def structural_problems(rows: pd.DataFrame, classes: list[str]) -> list[str]:
+    """Sentences for what no training can start from: fewer than 2 classes, a class with no
+    usable image (none listed; or, once `rows` has the `decodes` and `format` columns of
+    mcuvision.images, none that decodes in a trainable format). [] when there is none."""
+    problems = []
+    if len(classes) < 2:
+        problems.append(f"the data has {len(classes)} class{'es' if len(classes) != 1 else ''} "
+                        f"({', '.join(classes) or 'none'}): a classifier needs at least 2")
+    usable = rows
+    if {"decodes", "format"} <= set(rows.columns):
+        usable = rows[rows["decodes"].astype(bool) & rows["format"].isin(DECODABLE_FORMATS)]
+    for name in classes:
+        if (usable["label"] == name).any():
+            continue
+        files = sorted(rows.loc[rows["label"] == name, "path"])
+        detail = (f"none of its {len(files)} files decodes as a JPEG/PNG/BMP/GIF: {', '.join(files[:5])}"
+                  f"{' ...' if len(files) > 5 else ''}" if files else "no file at all")
+        problems.append(f"class {name!r} has no usable image ({detail})")
+    return problems
 
 
 def add_derived_columns(rows: pd.DataFrame) -> pd.DataFrame:
@@ -110,8 +134,15 @@ def _finding(result, rows: pd.DataFrame) -> Finding:
     config = result.expectation_config
     details = result.result or {}
     positions = details.get("unexpected_index_list") or []
-    files = sorted(rows.loc[[p for p in positions if isinstance(p, int)], "path"].tolist())
+    offending = rows.loc[[p for p in positions if isinstance(p, int)]]
+    files = sorted(offending["path"].tolist())
+    # Set-level expectations name no rows: GX 1.x lists the values of the set absent from the data
+    # in partial_missing_list and the distinct values outside it in partial_unexpected_list.
+    names = set(offending["label"].astype(str))
+    names |= {str(v) for v in details.get("partial_missing_list") or []}
+    if config.type.startswith("expect_column_distinct_values"):
+        names |= {str(v) for v in details.get("partial_unexpected_list") or []}
     severity = getattr(config.severity, "value", str(config.severity)).lower()
     return Finding(check=config.description or config.type, severity=severity, success=bool(result.success),
                    unexpected_count=int(details.get("unexpected_count") or 0), files=files,
-                   observed=details.get("observed_value"))
+                   observed=details.get("observed_value"), names=sorted(names))

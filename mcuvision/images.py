@@ -1,13 +1,18 @@
 """Per-file facts for the manifest: checksum, decodability, size, mode, format, bytes.
 
-Decoding is the expensive part (every file is fully decoded, since a truncated JPEG opens
-fine and only fails on load), so files are inspected in parallel processes.
+Decodability has one judge, the decoder training, evaluation, calibration and predict use:
+TensorFlow's `tf.io.decode_image(..., channels=3, expand_animations=False)`
+(mcuvision.data.decode). Pillow decodes files TensorFlow refuses (a JPEG without its end
+marker, a PNG or GIF cut short), so Pillow only reads each header (size, mode, format, a
+decompression-bomb guard) in parallel processes, and TensorFlow decodes every file in a
+parallel tf.data map.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import re
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,31 +24,73 @@ from tqdm import tqdm
 # What the training pipeline's tf.io.decode_image reads; anything else must not enter the manifest.
 # MPO: PIL's name for the multi-picture JPEGs many phones write; TensorFlow decodes their first image.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
+# TensorFlow wraps an op's message in where it ran: "{{function_node ...}} <message> [Op:DecodeImage] name: ".
+_TF_NOISE = re.compile(r"\{\{[^}]*\}\}|\[Op:\w+\]( name: \S*)?")
 
 
 def inspect_file(path: str) -> dict:
+    """{sha256, bytes, width, height, mode, format, decodes, error} of one file, from Pillow's
+    header read; `decodes` is False (with `error`) when Pillow cannot identify the file."""
     data = Path(path).read_bytes()
     facts = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "width": 0, "height": 0,
              "mode": "", "format": "", "decodes": False, "error": ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # The bytes already read for the checksum: each file is read from disk once.
+            # The bytes already read for the checksum: each file is read from disk once here.
             with Image.open(io.BytesIO(data)) as image:
                 facts.update(width=image.width, height=image.height, mode=image.mode,
                              format=image.format or "")
-                image.load()  # full decode: truncated or corrupt data fails here, not at open
         facts["decodes"] = True
     except Exception as error:  # PIL raises many types for bad files; each is a finding, not a crash
         facts["error"] = f"{type(error).__name__}: {error}"
     return facts
 
 
+def tensorflow_refusals(paths: list[str]) -> dict[str, str]:
+    """{path: TensorFlow's error} for each file that tf.io.decode_image, as the input pipeline
+    calls it, cannot decode; {} when all decode. Decodes in a parallel tf.data map (CPU only)."""
+    if not paths:
+        return {}
+    import tensorflow as tf  # here: the Pillow pass and --help need no TensorFlow
+
+    def decodes(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return path, tf.shape(image)  # the shape depends on the decode, so it is not pruned away
+
+    with tf.device("/CPU:0"):
+        # os.fsencode: a file name that is not valid UTF-8 reaches TensorFlow as its bytes on disk.
+        ds = (tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in paths])
+              .map(decodes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+              .ignore_errors()  # a failed element is dropped: the refused files are the ones missing
+              .batch(256))  # per-element iteration in Python costs more than the decode itself
+        decoded = {os.fsdecode(p) for batch, _ in ds.as_numpy_iterator() for p in batch}
+    refused = {}
+    for path in (p for p in paths if p not in decoded):  # few: decode again, one by one, for the message
+        try:
+            tf.io.decode_image(tf.io.read_file(os.fsencode(path)), channels=3, expand_animations=False)
+            refused[path] = "TensorFlow failed to decode it in a batch"
+        except Exception as error:  # TF raises several types; the message is what the user needs
+            message = getattr(error, "message", str(error)).split("\n")[0]
+            refused[path] = "TensorFlow: " + _TF_NOISE.sub("", message).strip()
+    return refused
+
+
 def inspect_files(paths: Iterable[Path], workers: int | None = None, progress: bool = True) -> list[dict]:
+    """inspect_file() of every path, in order, with `decodes` and `error` set by TensorFlow's
+    decoder for files Pillow identified (tensorflow_refusals)."""
     paths = [str(p) for p in paths]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(paths) < 64:
-        return [inspect_file(p) for p in tqdm(paths, desc="validate", unit="img", disable=not progress)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(inspect_file, paths, chunksize=32)
-        return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
+        facts = [inspect_file(p) for p in tqdm(paths, desc="validate", unit="img", disable=not progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(inspect_file, paths, chunksize=64)  # submitted at once, run meanwhile:
+            import tensorflow  # noqa: F401  (seconds of import overlap the workers' header reads)
+            facts = list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
+    # Only files whose header Pillow read (within its decompression-bomb limit) reach TensorFlow.
+    refused = tensorflow_refusals([p for p, f in zip(paths, facts) if f["decodes"]])
+    for path, f in zip(paths, facts):
+        if path in refused:
+            f.update(decodes=False, error=refused[path])
+    return facts

@@ -1,15 +1,23 @@
 """Deterministic train / val / test assignment and cross-split duplicate removal.
 
-ST's rule (stm32ai-modelzoo): per class, sorted file list; classes concatenated; one shuffle
-with numpy.random.RandomState(seed); the first part is train, the rest validation. A held-out
-test share is cut from the end, so with test_fraction 0 the split is exactly ST's.
+Two rules (`dataset.split.rule`):
+- `stratified` (default): per class, sorted file list shuffled with one numpy
+  RandomState(seed) (classes in sorted order), then cut by the fractions, so every class with
+  at least 3 images has one in train, val and test (2 images: train and val).
+- `st`, ST's rule (stm32ai-modelzoo): per class, sorted file list; classes concatenated; one
+  shuffle with numpy.random.RandomState(seed); the first part is train, the rest validation.
+  A held-out test share is cut from the end, so with test_fraction 0 the split is exactly ST's.
+  A rare class can end up with no val or no test image: validate warns, naming it.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 SPLIT_ORDER = ("train", "val", "test")
+RULES = ("stratified", "st")
 
 
 def st_split(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
@@ -25,16 +33,62 @@ def st_split(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed
     return pd.Series(names, index=index).reindex(rows.index)
 
 
-def assign_splits(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
-    """Rows with a `source_split` of 'test' keep it (the dataset's own split); the rest follow ST's rule."""
+def class_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, val, test) image counts for a class of `n` images: each share rounded, then at
+    least 1 in train, 1 in val when n >= 2, 1 in test when n >= 3 and test_fraction > 0."""
+    low_val = 1 if n >= 2 else 0
+    low_test = 1 if test_fraction > 0 and n >= 3 else 0
+    n_val = max(math.floor(n * val_fraction + 0.5), low_val)
+    n_test = max(math.floor(n * test_fraction + 0.5), low_test) if test_fraction > 0 else 0
+    while n - n_val - n_test < 1:  # train keeps at least one image; the larger share gives first
+        if n_test > low_test and n_test >= n_val:
+            n_test -= 1
+        elif n_val > low_val:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def stratified_split(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+    """Split names for `rows` (columns label, path), indexed like `rows`, cut per class (class_counts)."""
+    rng = np.random.RandomState(seed)
+    names = pd.Series(index=rows.index, dtype=object)
+    ordered = rows.sort_values(["label", "path"], kind="stable")
+    for _, group in ordered.groupby("label", sort=True):
+        index = np.array(group.index)
+        rng.shuffle(index)
+        n_train, n_val, _ = class_counts(len(index), val_fraction, test_fraction)
+        names[index[:n_train]] = "train"
+        names[index[n_train:n_train + n_val]] = "val"
+        names[index[n_train + n_val:]] = "test"
+    return names
+
+
+def assign_splits(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+                  rule: str = "stratified") -> pd.Series:
+    """Rows with a `source_split` of 'test' keep it (the dataset's own split); the rest follow
+    `rule` (RULES). Returns a Series of split names indexed like `rows`; raises ValueError for
+    an unknown rule."""
+    if rule not in RULES:
+        raise ValueError(f"split rule {rule!r} is not one of {', '.join(RULES)}")
     fixed = rows["source_split"] == "test"
     split = pd.Series("test", index=rows.index, dtype=object)
     free = rows[~fixed]
     if len(free):
         # A dataset with its own test set only needs validation carved from its train part.
         test_share = 0.0 if fixed.any() else test_fraction
-        split[free.index] = st_split(free, val_fraction, test_share, seed)
+        cut = st_split if rule == "st" else stratified_split
+        split[free.index] = cut(free, val_fraction, test_share, seed)
     return split
+
+
+def missing_splits(rows: pd.DataFrame, classes: list[str]) -> dict[str, list[str]]:
+    """{class: the splits, of those the data has, where it has no image}; classes lacking none left out."""
+    present = [s for s in SPLIT_ORDER if (rows["split"] == s).any()]
+    table = pd.crosstab(rows["label"], rows["split"]).reindex(index=classes, columns=present, fill_value=0)
+    return {c: [s for s in present if table.loc[c, s] == 0] for c in classes
+            if (table.loc[c] == 0).any()}
 
 
 def drop_cross_split_duplicates(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,7 +18,7 @@ from mcuvision.atomic import atomic_dir, write_json
 from mcuvision.config.base import ConfigError, load_params
 from mcuvision.config.dataset import DatasetConfig
 from mcuvision.download import fetch
-from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic
+from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic, skipped_line
 
 def download_cache() -> Path:
     """Archives live outside the pipeline outputs, so `dvc repro` after a change never re-downloads."""
@@ -58,6 +58,10 @@ def run(config: DatasetConfig, out: Path, cache: Path | None = None) -> dict:
     with atomic_dir(out) as tmp:
         record = {"dataset": config.name, "kind": config.source.kind, **bring(config, tmp, out, cache)}
         found = len(record["classes"])
+        if found < 2:  # a one-class "classifier" would only fail later, in train, on model.num_classes
+            raise SourceError(f"the source has {found} class folder{'s' if found != 1 else ''} "
+                              f"({', '.join(record['classes']) or 'none'}): a classifier needs at least 2, "
+                              "one sub-folder per class")
         if config.num_classes is not None and found != config.num_classes:
             raise SourceError(f"dataset.num_classes={config.num_classes} but the source has {found} "
                               f"classes: {', '.join(record['classes'])}")
@@ -77,6 +81,7 @@ def main() -> None:
     counts = record["counts"]
     total = sum(sum(c.values()) for c in counts.values()) if record["splits"] else sum(counts.values())
     print(f"ingest: {config.name}: {len(record['classes'])} classes, {total} files -> {args.out}/")
+    print(skipped_line("ingest", record.get("skipped")))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """validate: data/raw/ -> the image manifest with deterministic splits, checked by Great Expectations.
 
-1. List every file of data/raw/ with its label (its class folder) and the source's own split.
-2. Inspect each file (sha256, full decode, size, mode, format) in parallel.
-3. Assign splits: the dataset's own test split where it has one, else ST's seeded rule.
+1. List every file of data/raw/ (at any depth, OS litter skipped and counted) with its label
+   (its class folder) and the source's own split; stop at once on fewer than 2 classes.
+2. Inspect each file (sha256, header, size, mode, format) in parallel and decode it with
+   TensorFlow, the decoder of training; stop on a class with no usable image.
+3. Assign splits: the dataset's own test split where it has one, else `dataset.split.rule`
+   (stratified per class, or ST's seeded rule); warn, naming it, on a class absent from a split.
 4. Run the expectation suite; write its results, Data Docs and metrics/validate.json.
-5. Stop on critical findings, naming the files; otherwise drop identical images from all but
-   one split and write the manifest.
+5. Stop on critical findings, naming the files and classes; otherwise drop identical images
+   from all but one split and write the manifest.
 """
 from __future__ import annotations
 
@@ -19,10 +22,10 @@ import pandas as pd
 from mcuvision.atomic import atomic_path, write_json
 from mcuvision.config.base import ConfigError, load_params, seed_of
 from mcuvision.config.dataset import DatasetConfig
-from mcuvision.expectations import Finding, run_suite
+from mcuvision.expectations import Finding, run_suite, structural_problems
 from mcuvision.images import inspect_files
-from mcuvision.sources import RECORD, is_junk
-from mcuvision.splits import SPLIT_ORDER, assign_splits, drop_cross_split_duplicates
+from mcuvision.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
+from mcuvision.splits import SPLIT_ORDER, assign_splits, drop_cross_split_duplicates, missing_splits
 
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "sha256", "width", "height",
                     "mode", "format", "bytes"]
@@ -32,16 +35,30 @@ class ValidationFailed(RuntimeError):
     """Critical expectations failed: the data cannot be trained on as it is."""
 
 
-def list_files(raw: Path, record: dict) -> pd.DataFrame:
+def list_files(raw: Path, record: dict, skipped: Skipped | None = None) -> pd.DataFrame:
+    """Rows (path relative to `raw`, label, source_split) of every file in a class folder, at any
+    depth; OS and tool litter is left out and counted in `skipped`."""
+    skipped = skipped if skipped is not None else Skipped()
     roots = [(raw / s, s) for s in record["splits"]] if record.get("splits") else [(raw, "")]
     rows = []
     for root, source_split in roots:
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_junk(p)):
-            for f in sorted(folder.iterdir()):
-                if f.is_file() and not is_junk(f):
-                    rows.append({"path": f.relative_to(raw).as_posix(), "label": folder.name,
-                                 "source_split": source_split})
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if litter_reason(folder.name, True):
+                skipped.add_tree(litter_reason(folder.name, True), folder, raw)
+                continue
+            for f in walk_files(folder, skipped, raw):
+                rows.append({"path": f.relative_to(raw).as_posix(), "label": folder.name,
+                             "source_split": source_split})
     return pd.DataFrame(rows, columns=["path", "label", "source_split"])
+
+
+def split_coverage(rows: pd.DataFrame, classes: list[str]) -> Finding:
+    """Warning: a class with no image in a split the data has (evaluation would never test it)."""
+    missing = missing_splits(rows, classes)
+    return Finding(check="every class in every split", severity="warning", success=not missing,
+                   unexpected_count=len(missing), files=[],
+                   names=[f"{c} (no {' or '.join(s)} image)" for c, s in missing.items()],
+                   observed={c: s for c, s in missing.items()})
 
 
 def split_counts(rows: pd.DataFrame, classes: list[str]) -> dict:
@@ -49,14 +66,18 @@ def split_counts(rows: pd.DataFrame, classes: list[str]) -> dict:
     return {cls: {s: int(table.loc[cls, s]) for s in SPLIT_ORDER} for cls in classes}
 
 
-def critical_message(failed: list[Finding]) -> str:
+def critical_message(failed: list[Finding], errors: dict[str, str] | None = None) -> str:
+    """The failed critical checks, each with its classes and up to 20 files (with the decoder's
+    error when `errors`, {path: error}, has one)."""
+    errors = errors or {}
     lines = ["critical data checks failed:"]
     for f in failed:
-        lines.append(f"  - {f.check}: {f.unexpected_count or ''} {'offending files:' if f.files else ''}".rstrip())
-        lines += [f"      {path}" for path in f.files[:20]]
+        named = f" classes: {', '.join(f.names)};" if f.names else ""
+        lines.append(f"  - {f.check}:{named} {f.unexpected_count or ''} {'offending files:' if f.files else ''}".rstrip())
+        lines += [f"      {path}{': ' + errors[path] if errors.get(path) else ''}" for path in f.files[:20]]
         if len(f.files) > 20:
             lines.append(f"      ... and {len(f.files) - 20} more (reports/validation/)")
-        if not f.files and f.observed is not None:
+        if not f.files and not f.names and f.observed is not None:
             lines.append(f"      observed: {f.observed}")
     return "\n".join(lines)
 
@@ -64,16 +85,26 @@ def critical_message(failed: list[Finding]) -> str:
 def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Path, reports: Path) -> dict:
     record = json.loads((raw / RECORD).read_text(encoding="utf-8"))
     classes = record["classes"]
-    rows = list_files(raw, record)
+    skipped = Skipped()
+    rows = list_files(raw, record, skipped)
+    # Structural errors first: seconds, not a full decode, before the user learns of them.
+    problems = structural_problems(rows, classes)
+    if problems:
+        raise ValidationFailed("; ".join(problems))
     facts = pd.DataFrame(inspect_files(raw / p for p in rows["path"]), index=rows.index)
     rows = rows.join(facts)
+    problems = structural_problems(rows, classes)
+    if problems:
+        raise ValidationFailed("; ".join(problems))
     rows["class_index"] = rows["label"].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int)
-    rows["split"] = assign_splits(rows, config.split.val_fraction, config.split.test_fraction, seed)
+    rows["split"] = assign_splits(rows, config.split.val_fraction, config.split.test_fraction, seed,
+                                  config.split.rule)
 
     reports.mkdir(parents=True, exist_ok=True)
     findings, gx_result = run_suite(rows, classes, config.checks, reports / "data_docs")
     write_json(reports / "expectations.json", gx_result)
     kept, dropped = drop_cross_split_duplicates(rows)
+    findings.append(split_coverage(kept, classes))  # after the drop, which can empty a class's split
     with atomic_path(reports / "dropped_duplicates.csv") as tmp:
         dropped[["path", "label", "split", "sha256"]].to_csv(tmp, index=False)
 
@@ -83,6 +114,9 @@ def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Pa
         "splits": {s: int((kept["split"] == s).sum()) for s in SPLIT_ORDER},
         "per_class": split_counts(kept, classes),
         "dropped_duplicates": int(len(dropped)),
+        "split_rule": config.split.rule,
+        "skipped_by_ingest": record.get("skipped"),
+        "skipped": skipped.as_dict(),
         "checks": {"passed": len(findings) - len(failed),
                    "failed_critical": sum(f.severity == "critical" for f in failed),
                    "failed_warning": sum(f.severity != "critical" for f in failed)},
@@ -91,7 +125,7 @@ def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Pa
     write_json(metrics, summary)
     critical = [f for f in failed if f.severity == "critical"]
     if critical:
-        raise ValidationFailed(critical_message(critical))
+        raise ValidationFailed(critical_message(critical, dict(zip(rows["path"], rows["error"]))))
     with atomic_path(manifest) as tmp:
         kept[MANIFEST_COLUMNS].to_csv(tmp, index=False)
     return summary
@@ -108,9 +142,15 @@ def main() -> None:
                       args.metrics, args.reports)
     except (ConfigError, ValidationFailed, FileNotFoundError) as error:
         sys.exit(f"validate failed: {error}")
+    if summary["skipped_by_ingest"] is not None:  # absent from records written before it was counted
+        print(skipped_line("validate: ingest", summary["skipped_by_ingest"]))
+    if summary["skipped"]["files"]:
+        print(skipped_line("validate", summary["skipped"]))
     for issue in summary["issues"]:
-        print(f"validate: warning: {issue['check']}: {issue['unexpected_count']} rows "
-              f"{', '.join(issue['files'][:5])}{' ...' if len(issue['files']) > 5 else ''}")
+        parts = [f"{', '.join(issue['names'][:10])}{' ...' if len(issue['names']) > 10 else ''}" if issue["names"] else "",
+                 f"{issue['unexpected_count']} rows {', '.join(issue['files'][:5])}"
+                 f"{' ...' if len(issue['files']) > 5 else ''}" if issue["files"] else ""]
+        print(f"validate: warning: {issue['check']}: {'; '.join(p for p in parts if p)}")
     print(f"validate: {summary['images']} images, {summary['classes']} classes, splits {summary['splits']}, "
           f"{summary['dropped_duplicates']} duplicates dropped -> {args.manifest}")
 

@@ -14,10 +14,10 @@ CHECKS = {"min_images_per_class": 2, "min_side": 8, "max_side": 4096, "max_imbal
 
 
 def dataset_config(source: dict, num_classes: int | None = None, val: float = 0.2, test: float = 0.2,
-                   checks: dict | None = None) -> DatasetConfig:
+                   checks: dict | None = None, rule: str | None = None) -> DatasetConfig:
     source = {"path": "conf/dataset/t.yaml", **source}  # url/synthetic kinds: only tracked by DVC
-    params = {"dataset": {"name": "t", "num_classes": num_classes, "source": source,
-                          "split": {"val_fraction": val, "test_fraction": test},
+    split = {"val_fraction": val, "test_fraction": test, **({"rule": rule} if rule else {})}
+    params = {"dataset": {"name": "t", "num_classes": num_classes, "source": source, "split": split,
                           "checks": {**CHECKS, **(checks or {})}}}
     return DatasetConfig.from_params(params, known=("t",))
 

@@ -79,3 +79,66 @@ def test_bad_augmentation_is_named(params):
     params["train"]["augment"]["rotation"] = 2.5
     with pytest.raises(ConfigError, match=r"train.augment.rotation=2.5 .*\[0.0, 1.0\]"):
         TrainConfig.from_params(params)
+
+
+@pytest.mark.parametrize("section, typo, nearest", [
+    (("train",), "epoch", "train.epochs"),                       # `dvc exp run -S +train.epoch=1`
+    (("train", "augment"), "flip_rat", "train.augment.flip_rate"),
+    (("dataset",), "num_class", "dataset.num_classes"),
+    (("dataset", "split"), "val_fration", "dataset.split.val_fraction"),
+    (("dataset", "source"), "test_pth", "dataset.source.test_path"),
+    (("model",), "rez", "model.res"),
+    (("quantize", "tflite"), "granularty", "quantize.tflite.granularity"),
+    (("quantize", "w4w8"), "tolerance", "quantize.w4w8.tolerance_points"),
+    (("evaluate", "guards"), "max_int8_drop_point", "evaluate.guards.max_int8_drop_points"),
+    (("board",), "clock_mhs", "board.clock_mhz"),
+    (("board", "latency"), "modle", "board.latency.model"),
+])
+def test_unknown_key_stops_naming_it_and_the_nearest_known_one(params, section, typo, nearest):
+    from mcuvision.config.board import BoardConfig
+    from mcuvision.config.evaluate import EvaluateConfig
+    from mcuvision.config.quantize import QuantizeConfig
+    from mcuvision.config.train import TrainConfig
+    loader = {"train": TrainConfig, "dataset": DatasetConfig, "model": ModelConfig, "quantize": QuantizeConfig,
+              "evaluate": EvaluateConfig, "board": BoardConfig}[section[0]]
+    loader.from_params(params)  # loads as it is
+    target = params
+    for key in section:
+        target = target[key]
+    target[typo] = 1
+    with pytest.raises(ConfigError) as error:
+        loader.from_params(params)
+    assert ".".join((*section, typo)) in str(error.value) and nearest in str(error.value)
+
+
+def test_unknown_key_in_a_board_calibration_point_is_named(params):
+    from mcuvision.config.board import BoardConfig
+    params["board"]["latency"]["calibration"][0]["publised_ms"] = 1.0
+    with pytest.raises(ConfigError, match=r"calibration\[0\]\.publised_ms.*published_ms"):
+        BoardConfig.from_params(params)
+
+
+def test_every_conf_variant_loads_into_every_typed_config():
+    """No key of any conf/<axis>/<variant>.yaml is unknown to its typed config."""
+    import yaml
+
+    from conftest import ROOT
+    from mcuvision.compose import compose
+    from mcuvision.config.board import BoardConfig, load_board_dir
+    from mcuvision.config.evaluate import EvaluateConfig
+    from mcuvision.config.quantize import QuantizeConfig
+    from mcuvision.config.train import TrainConfig
+
+    variants = sorted((p.parent.name, p.stem) for p in (ROOT / "conf").glob("*/*.yaml"))
+    assert len(variants) >= 20
+    for axis, name in variants:
+        params = yaml.safe_load(compose([f"{axis}={name}"]))
+        for config in (DatasetConfig, ModelConfig, TrainConfig, QuantizeConfig, BoardConfig, EvaluateConfig):
+            config.from_params(params)
+    assert len(load_board_dir(ROOT / "conf" / "board")) >= 7
+
+
+def test_split_rules_of_the_config_are_those_of_the_splitter():
+    from mcuvision.config.dataset import SPLIT_RULES
+    from mcuvision.splits import RULES
+    assert SPLIT_RULES == RULES

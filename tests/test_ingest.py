@@ -171,3 +171,82 @@ def test_zip_archive_without_extension(tmp_path):
         config = dataset_config({"kind": "url", "url": f"{server.url}/file_downloaded"}, num_classes=2)
         record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
     assert record["classes"] == ["leaf_a", "leaf_b"]
+
+
+def files_under(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def add_litter(src):
+    """What Macs, Windows, NAS boxes and Jupyter leave in a dataset folder, at several depths;
+    returns how many files were added (one of them a real JPEG thumbnail)."""
+    fork = b"\x00\x05\x16\x07" + b"\x00" * 60
+    files = {"__MACOSX/cat/._000.jpg": fork, "__MACOSX/dog/._000.jpg": fork, "cat/._001.jpg": fork,
+             ".DS_Store": b"Bud1", "cat/.DS_Store": b"Bud1", "dog/Thumbs.db": b"\xd0\xcf", "dog/desktop.ini": b"[x]",
+             "dog/@eaDir/000.jpg/SYNOPHOTO_THUMB_XL.jpg": jpeg_bytes(99), "cat/deep/.thumbnails/t.jpg": jpeg_bytes(98),
+             "cat/.ipynb_checkpoints/n.png": b"x", ".hidden_class/000.jpg": jpeg_bytes(97), "dog/.x/y.jpg": jpeg_bytes(96)}
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    return len(files)
+
+
+def test_os_litter_is_skipped_at_any_depth_and_counted(tmp_path):
+    src = image_tree(tmp_path / "src", {"bird": 3, "cat": 3, "dog": 3})
+    litter = add_litter(src)
+    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+    assert record["classes"] == ["bird", "cat", "dog"]
+    assert files_under(tmp_path / "raw") == sorted(["SOURCE.json"] + [f"{c}/{i:03d}.jpg" for c in ("bird", "cat", "dog")
+                                                                      for i in range(3)])
+    skipped = json.loads((tmp_path / "raw" / "SOURCE.json").read_text())["skipped"]
+    assert skipped["files"] == litter == sum(skipped["by_reason"].values())
+    assert len(skipped["by_reason"]) >= 6  # each kind of litter has its reason
+
+
+def test_mac_made_zip_finds_its_class_root_past_macosx(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "my_photos.zip", "w") as z:
+        for c, cls in enumerate(("bird", "cat", "dog")):
+            for i in range(3):
+                z.writestr(f"my_photos/{cls}/{i}.jpg", jpeg_bytes(10 * c + i))
+                z.writestr(f"__MACOSX/my_photos/{cls}/._{i}.jpg", b"\x00\x05\x16\x07" + b"\x00" * 60)
+        z.writestr("my_photos/.DS_Store", b"Bud1")
+    with serve_directory(site) as server:
+        config = dataset_config({"kind": "url", "url": f"{server.url}/my_photos.zip"})
+        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+    assert record["classes"] == ["bird", "cat", "dog"] and record["counts"] == {"bird": 3, "cat": 3, "dog": 3}
+    assert record["skipped"]["files"] == 10
+
+
+def test_nested_images_are_never_lost_or_replaced(tmp_path):
+    src = image_tree(tmp_path / "src", {"cat": 2, "dog": 2})
+    (src / "cat" / "a" / "b").mkdir(parents=True)
+    (src / "cat" / "a" / "b.jpg").write_bytes(jpeg_bytes(51))
+    (src / "cat" / "a__b.jpg").write_bytes(jpeg_bytes(52))  # what flattening a/b.jpg used to produce
+    (src / "cat" / "a" / "b" / "c.jpg").write_bytes(jpeg_bytes(53))
+    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+    raw = tmp_path / "raw"
+    for cls in ("cat", "dog"):
+        assert files_under(raw / cls) == files_under(src / cls)
+        assert record["counts"][cls] == len(files_under(raw / cls))  # the record counts what was written
+        assert all((raw / cls / f).read_bytes() == (src / cls / f).read_bytes() for f in files_under(src / cls))
+    assert record["counts"]["cat"] == 5
+
+
+def test_one_class_stops_ingest_naming_it(tmp_path):
+    src = image_tree(tmp_path / "src", {"cat": 4})
+    (src / "__MACOSX" / "dog").mkdir(parents=True)  # litter is no second class
+    with pytest.raises(SourceError, match="cat") as error:
+        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+    assert "at least 2" in str(error.value)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_class_holding_only_litter_is_named(tmp_path):
+    src = image_tree(tmp_path / "src", {"cat": 3})
+    (src / "dog" / "@eaDir").mkdir(parents=True)
+    (src / "dog" / "@eaDir" / "thumb.jpg").write_bytes(jpeg_bytes(5))
+    (src / "dog" / "._000.jpg").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(SourceError, match="dog holds no images"):
+        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")

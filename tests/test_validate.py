@@ -51,7 +51,7 @@ def test_same_seed_same_manifest_other_seed_other_split(tmp_path):
 
 
 def test_without_test_share_the_split_is_exactly_st_rule(tmp_path):
-    config, _ = make_raw(tmp_path, {"b": 7, "a": 9, "c": 5}, test=0.0)
+    config, _ = make_raw(tmp_path, {"b": 7, "a": 9, "c": 5}, test=0.0, rule="st")
     _, manifest = run_validate(tmp_path, config, seed=127)
     # ST: per class sorted, classes concatenated, RandomState(seed).shuffle, first 80% train.
     paths = [f"{c}/{i:03d}.jpg" for c, n in sorted({"b": 7, "a": 9, "c": 5}.items()) for i in range(n)]
@@ -108,8 +108,9 @@ def test_class_without_images_is_critical(tmp_path):
     record = json.loads((raw / "SOURCE.json").read_text())
     record["classes"].append("bird")  # a class the data no longer has
     (raw / "SOURCE.json").write_text(json.dumps(record))
-    with pytest.raises(validate.ValidationFailed, match="no empty class"):
+    with pytest.raises(validate.ValidationFailed, match="bird"):  # the class is named
         run_validate(tmp_path, config)
+    assert not (tmp_path / "run" / "manifest.csv").exists()
 
 
 def test_identical_image_in_two_classes_and_splits_is_dropped_and_reported(tmp_path):
@@ -135,3 +136,125 @@ def test_size_and_balance_out_of_bounds_are_warnings(tmp_path):
     checks = {i["check"]: i for i in summary["issues"]}
     assert checks["image width within bounds"]["severity"] == "warning"
     assert checks["class balance"]["unexpected_count"] == 3
+
+
+def blocky_bytes(seed: int, fmt: str, side: int = 128, mode: str = "RGB") -> bytes:
+    """A photo-like image (8x8-pixel blocks): Pillow decodes it cut short where noise would fail."""
+    import io
+
+    from PIL import Image
+    blocks = np.random.RandomState(seed).randint(0, 256, (side // 8, side // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(blocks).resize((side, side), Image.NEAREST).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, data", [
+    ("no_end_marker.jpg", blocky_bytes(1, "JPEG")[:-2]),  # Pillow decodes it, TensorFlow does not
+    ("half.jpg", blocky_bytes(2, "JPEG")[:1500]),
+    ("cut.png", blocky_bytes(3, "PNG")[:-2]),
+    ("cut.gif", blocky_bytes(4, "GIF")[:-2]),
+    ("cut.bmp", blocky_bytes(5, "BMP")[:-200]),
+    ("one_bit.bmp", blocky_bytes(6, "BMP", mode="1")),    # a BMP TensorFlow's decoder does not read
+])
+def test_files_the_training_decoder_refuses_are_named(tmp_path, name, data):
+    config, src = make_raw(tmp_path, {"cat": 6, "dog": 6})
+    (src / "cat" / name).write_bytes(data)
+    with pytest.raises(validate.ValidationFailed) as error:
+        run_validate(tmp_path, config)
+    assert f"cat/{name}" in str(error.value)
+    assert not (tmp_path / "run" / "manifest.csv").exists()
+
+
+def test_every_file_that_passes_validate_decodes_in_the_input_pipeline(tmp_path):
+    from mcuvision.data import decode_all
+    config, src = make_raw(tmp_path, {"cat": 4, "dog": 4})
+    odd = {"cat/gray.png": blocky_bytes(1, "PNG", mode="L"), "cat/alpha.png": blocky_bytes(2, "PNG", mode="RGBA"),
+           "dog/palette.bmp": blocky_bytes(3, "BMP", mode="P"), "dog/frame.gif": blocky_bytes(4, "GIF"),
+           "dog/cmyk.jpg": blocky_bytes(5, "JPEG", mode="CMYK"), "dog/PNG_AS.JPG": blocky_bytes(6, "PNG")}
+    for path, data in odd.items():
+        (src / path).write_bytes(data)
+    _, manifest = run_validate(tmp_path, config)
+    assert set(odd) <= set(manifest["path"])
+    images = decode_all([str(tmp_path / "raw" / p) for p in manifest["path"]], 32, "nearest")  # raises if any fails
+    assert images.shape == (len(manifest), 32, 32, 3)
+
+
+def write_raw(raw, classes: dict[str, dict[str, bytes]]):
+    """data/raw/ as ingest writes it, by hand (ingest itself refuses some of these)."""
+    for cls, files in classes.items():
+        (raw / cls).mkdir(parents=True)
+        for name, data in files.items():
+            (raw / cls / name).write_bytes(data)
+    record = {"dataset": "t", "kind": "folder", "classes": sorted(classes), "splits": None,
+              "counts": {c: len(f) for c, f in classes.items()}}
+    (raw / "SOURCE.json").write_text(json.dumps(record))
+
+
+def test_fewer_than_two_classes_stops_validate_naming_the_class(tmp_path):
+    config, _ = make_raw(tmp_path, {"cat": 5, "dog": 5})
+    write_raw(tmp_path / "raw", {"cat": {f"{i}.jpg": jpeg_bytes(i) for i in range(5)}})
+    with pytest.raises(validate.ValidationFailed, match="cat") as error:
+        run_validate(tmp_path, config)
+    assert "at least 2" in str(error.value)
+    assert not (tmp_path / "run" / "manifest.csv").exists()
+
+
+def test_class_with_no_decodable_image_stops_validate_naming_it(tmp_path):
+    config, _ = make_raw(tmp_path, {"cat": 5, "dog": 5})
+    write_raw(tmp_path / "raw", {"cat": {f"{i}.jpg": jpeg_bytes(i) for i in range(5)},
+                                 "dog": {"a.jpg": b"not an image", "b.png": blocky_bytes(1, "PNG")[:-2]}})
+    with pytest.raises(validate.ValidationFailed, match="'dog'") as error:
+        run_validate(tmp_path, config)
+    assert "'cat'" not in str(error.value)
+
+
+def test_a_failed_set_expectation_names_the_classes(tmp_path):
+    from datasets import CHECKS
+    from mcuvision.config.dataset import ChecksConfig
+    from mcuvision.expectations import run_suite
+    rows = pd.DataFrame({"path": ["cat/0.jpg", "cat/1.jpg", "dog/0.jpg", "dog/1.jpg"], "label": ["cat"] * 2 + ["dog"] * 2,
+                         "split": ["train", "val"] * 2, "sha256": [f"{i:064x}" for i in range(4)], "width": 24,
+                         "height": 24, "mode": "RGB", "format": "JPEG", "decodes": True})
+    findings, _ = run_suite(rows, ["bird", "cat", "dog"], ChecksConfig.from_params(CHECKS), tmp_path / "docs")
+    failed = [f for f in findings if not f.success]
+    assert failed and all(f.names or f.files for f in failed)
+    assert any("bird" in f.names for f in failed)
+
+
+def test_stratified_split_puts_every_class_in_every_split(tmp_path):
+    config, _ = make_raw(tmp_path, {"a": 40, "b": 40, "c": 40, "rare": 5, "three": 3})
+    summary, manifest = run_validate(tmp_path, config)
+    for cls, counts in summary["per_class"].items():
+        assert all(counts[s] >= 1 for s in ("train", "val", "test")), cls
+    assert not [i for i in summary["issues"] if i["check"] == "every class in every split"]
+    assert summary["split_rule"] == "stratified"
+
+
+def test_a_class_missing_from_a_split_is_a_warning_naming_it(tmp_path):
+    config, _ = make_raw(tmp_path, {"cat": 10, "dog": 10, "pair": 2})  # 2 images: train and val, no test
+    summary, manifest = run_validate(tmp_path, config)
+    issue = next(i for i in summary["issues"] if i["check"] == "every class in every split")
+    assert issue["severity"] == "warning" and len(issue["names"]) == 1 and "pair" in issue["names"][0]
+    assert set(manifest.loc[manifest["label"] == "pair", "split"]) == {"train", "val"}
+
+
+def test_class_counts_keep_every_split_it_can():
+    from mcuvision.splits import class_counts
+    for n in range(1, 60):
+        for val, test in ((0.2, 0.1), (0.2, 0.0), (0.5, 0.45), (0.05, 0.05)):
+            train, v, t = class_counts(n, val, test)
+            assert train + v + t == n and train >= 1
+            assert v >= (1 if n >= 2 else 0) and t >= (1 if test > 0 and n >= 3 else 0)
+            assert t == 0 or test > 0
+
+
+def test_validate_reports_the_litter_ingest_skipped(tmp_path):
+    config, src = make_raw(tmp_path, {"cat": 6, "dog": 6})
+    (src / "dog" / "@eaDir" / "000.jpg").mkdir(parents=True)
+    (src / "dog" / "@eaDir" / "000.jpg" / "SYNOPHOTO_THUMB_XL.jpg").write_bytes(jpeg_bytes(77, size=64))
+    (src / "dog" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    summary, manifest = run_validate(tmp_path, config)
+    assert summary["skipped_by_ingest"]["files"] == 2 and len(summary["skipped_by_ingest"]["by_reason"]) == 2
+    assert len(manifest) == 12 and not manifest["path"].str.contains("eaDir|Thumbs").any()

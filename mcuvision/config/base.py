@@ -8,9 +8,10 @@ a bad value stops the stage with a `ConfigError` naming the key, the value and w
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -55,10 +56,31 @@ def choice(section: Mapping, prefix: str, name: str, allowed: tuple[str, ...]) -
     return value
 
 
-def mapping_at(params: Mapping, key: str, prefix: str = "") -> Mapping:
+def mapping_at(params: Mapping, key: str, prefix: str = "", known: Iterable[str] | None = None) -> Mapping:
+    """`params[key]`, which must be a mapping; with `known`, every key it holds must be one of
+    them (see only_known_keys). Raises ConfigError naming the key."""
     value = params.get(key)
     require(isinstance(value, Mapping), key_of(prefix, key), value, "a mapping (see conf/)")
+    if known is not None:
+        only_known_keys(value, key_of(prefix, key), known)
     return value
+
+
+def only_known_keys(section: Mapping, prefix: str, known: Iterable[str]) -> None:
+    """Stop on a key `section` holds that its typed config does not read (a `+train.epoch` typo
+    would otherwise sit in params.yaml, silently ignored). Raises ConfigError naming the first
+    unknown key and the nearest known one."""
+    known = sorted(set(known))
+    for key in section:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {key_of(prefix, near[0])}?" if near else f"known keys: {', '.join(known)}"
+            raise ConfigError(f"{key_of(prefix, str(key))} is not a key of {prefix or 'params.yaml'}: {hint}")
+
+
+def fields_of(cls: type, *extra: str) -> set[str]:
+    """The field names of dataclass `cls` plus `extra`: the keys a section read into `cls` may hold."""
+    return {f.name for f in dataclasses.fields(cls)} | set(extra)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:

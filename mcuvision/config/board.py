@@ -15,7 +15,7 @@ from typing import Mapping
 
 import yaml
 
-from .base import ConfigError, choice, integer, key_of, mapping_at, number, require
+from .base import ConfigError, choice, fields_of, integer, key_of, mapping_at, number, only_known_keys, require
 
 ENGINES = ("mcu", "mpu", "npu")
 MEMORIES = ("internal", "external")
@@ -88,6 +88,9 @@ class BoardConfig:
 
     @classmethod
     def from_mapping(cls, s: Mapping, prefix: str = "board") -> "BoardConfig":
+        """Raises ConfigError naming the first unknown, missing or bad key."""
+        # latency_model, latency_value and calibration come from the nested `latency` mapping.
+        only_known_keys(s, prefix, fields_of(cls, "latency") - {"latency_model", "latency_value", "calibration"})
         name = _text(s, prefix, "name")
         require(name.replace("_", "").isalnum() and name == name.lower(), key_of(prefix, "name"), name,
                 "lower-case letters, digits and underscores (the conf/board file stem)")
@@ -104,7 +107,7 @@ class BoardConfig:
             budget_key, budget = budgets[(field, value)]
             require(budget > 0, key_of(prefix, field), value, f"a memory the board has ({key_of(prefix, budget_key)} is 0)")
 
-        latency = mapping_at(s, "latency", prefix)
+        latency = mapping_at(s, "latency", prefix, known=("model", "value", "calibration", "assumption"))
         lp = key_of(prefix, "latency")
         model = choice(latency, lp, "model", LATENCY_MODELS)
         if engine == "mcu":
@@ -117,6 +120,7 @@ class BoardConfig:
         for i, point in enumerate(raw_points):
             pp = f"{key_of(lp, 'calibration')}[{i}]"
             require(isinstance(point, Mapping), pp, point, "a mapping {resolution, macc, published_ms, source}")
+            only_known_keys(point, pp, fields_of(CalibrationPoint))
             points.append(CalibrationPoint(resolution=integer(point, pp, "resolution", 1),
                                            macc=integer(point, pp, "macc", 1),
                                            published_ms=number(point, pp, "published_ms", 0.0, 1.0e7, low_open=True),

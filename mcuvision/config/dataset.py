@@ -6,11 +6,12 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, integer, number, require, mapping_at
+from .base import choice, fields_of, integer, number, require, mapping_at
 
 DATASET_CONF_DIR = Path("conf/dataset")
 SOURCE_KINDS = ("sample", "folder", "url", "synthetic")
 LAYOUTS = ("class_folders", "food101")
+SPLIT_RULES = ("stratified", "st")  # mcuvision.splits.RULES (not imported: config stays free of pandas)
 
 
 def known_datasets(conf_dir: Path = DATASET_CONF_DIR) -> tuple[str, ...]:
@@ -63,16 +64,22 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
+    """`dataset.split`: fractions of each class (stratified) or of all images (st) for val and
+    test; the rest is train. `rule` (mcuvision.splits.RULES): stratified (default) or st, ST's."""
     val_fraction: float
     test_fraction: float
+    rule: str = "stratified"
 
     @classmethod
     def from_params(cls, section: Mapping, prefix: str = "dataset.split") -> "SplitConfig":
+        """Raises ConfigError naming the first bad key."""
         val = number(section, prefix, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
         test = number(section, prefix, "test_fraction", 0.0, 1.0, high_open=True)
         require(val + test < 1.0, f"{prefix}.test_fraction", test,
                 f"val_fraction + test_fraction < 1 (val_fraction is {val}); the rest is train")
-        return cls(val, test)
+        rule = section.get("rule", "stratified")
+        require(rule in SPLIT_RULES, f"{prefix}.rule", rule, f"one of {', '.join(SPLIT_RULES)}")
+        return cls(val, test, rule)
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class DatasetConfig:
 
     @classmethod
     def from_params(cls, params: Mapping, known: tuple[str, ...] | None = None) -> "DatasetConfig":
-        section = mapping_at(params, "dataset")
+        section = mapping_at(params, "dataset", known=fields_of(cls))
         known = known_datasets() if known is None else known
         name = section.get("name")
         if known:
@@ -110,10 +117,13 @@ class DatasetConfig:
         count = section.get("num_classes")
         if count is not None:
             count = integer(section, "dataset", "num_classes", 2)
-        source = SourceConfig.from_params(mapping_at(section, "source", "dataset"), "dataset.source")
+        source = SourceConfig.from_params(mapping_at(section, "source", "dataset", fields_of(SourceConfig)),
+                                          "dataset.source")
         require(count is not None or source.kind != "synthetic", "dataset.num_classes", count,
                 "an integer >= 2 (the synthetic generator needs a class count)")
         return cls(name=name, num_classes=count,
                    source=source,
-                   split=SplitConfig.from_params(mapping_at(section, "split", "dataset"), "dataset.split"),
-                   checks=ChecksConfig.from_params(mapping_at(section, "checks", "dataset"), "dataset.checks"))
+                   split=SplitConfig.from_params(mapping_at(section, "split", "dataset", fields_of(SplitConfig)),
+                                                 "dataset.split"),
+                   checks=ChecksConfig.from_params(mapping_at(section, "checks", "dataset", fields_of(ChecksConfig)),
+                                                   "dataset.checks"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, integer, mapping_at, number
+from .base import choice, fields_of, integer, mapping_at, number
 
 SPLITS = ("test", "val")
 
@@ -17,7 +17,7 @@ class Guards:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "Guards":
-        g = mapping_at(mapping_at(params, "evaluate"), "guards", "evaluate")
+        g = mapping_at(mapping_at(params, "evaluate"), "guards", "evaluate", known=fields_of(cls))
         prefix = "evaluate.guards"
         return cls(max_int8_drop_points=number(g, prefix, "max_int8_drop_points", 0.0, 100.0),
                    max_w4w8_drop_points=number(g, prefix, "max_w4w8_drop_points", 0.0, 100.0),
@@ -34,7 +34,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "EvaluateConfig":
-        s = mapping_at(params, "evaluate")
+        s = mapping_at(params, "evaluate", known=fields_of(cls))
         return cls(name=str(s.get("name")), split=choice(s, "evaluate", "split", SPLITS),
                    batch_size=integer(s, "evaluate", "batch_size", 1), top_k=integer(s, "evaluate", "top_k", 2),
                    guards=Guards.from_params(params))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, integer, number, require, mapping_at
+from .base import choice, fields_of, integer, number, require, mapping_at
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 MODELS = ("st_efficientnet_lc_v1",)
@@ -23,7 +23,7 @@ class ModelConfig:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "ModelConfig":
-        section = mapping_at(params, "model")
+        section = mapping_at(params, "model", known=fields_of(cls))
         res = section.get("res")
         ok = isinstance(res, int) and not isinstance(res, bool) and res > 0 and res % 32 == 0
         require(ok, "model.res", res, "a positive multiple of 32 (e.g. 128, 224)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, integer, key_of, mapping_at, number, require
+from .base import choice, fields_of, integer, key_of, mapping_at, number, require
 
 GRANULARITIES = ("per_channel", "per_tensor")
 TFLITE_INPUTS = ("uint8", "int8", "float32")
@@ -50,8 +50,10 @@ class QuantizeConfig:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "QuantizeConfig":
-        s = mapping_at(params, "quantize")
-        tflite, onnx = mapping_at(s, "tflite", "quantize"), mapping_at(s, "onnx", "quantize")
+        # The YAML nests tflite/onnx options that this class holds flat: its keys are listed here.
+        s = mapping_at(params, "quantize", known=("name", "calibration_images", "tflite", "onnx", "w4w8"))
+        tflite = mapping_at(s, "tflite", "quantize", known=("granularity", "input_type", "output_type", "weight_bits"))
+        onnx = mapping_at(s, "onnx", "quantize", known=("opset", "layout", "calibration"))
         bits = tflite.get("weight_bits", 8)
         # TFLite's int8 built-in kernels take 8-bit weights only; int4 lives in the ONNX path.
         require(bits == 8, "quantize.tflite.weight_bits", bits,
@@ -66,4 +68,4 @@ class QuantizeConfig:
                    tflite_weight_bits=bits, onnx_opset=opset,
                    onnx_layout=choice(onnx, "quantize.onnx", "layout", ONNX_LAYOUTS),
                    onnx_calibration=choice(onnx, "quantize.onnx", "calibration", CALIBRATIONS),
-                   w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize")))
+                   w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize", fields_of(W4W8Config))))

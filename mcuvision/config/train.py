@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Mapping
 
-from .base import choice, integer, number, require, mapping_at
+from .base import choice, fields_of, integer, number, require, mapping_at
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -133,7 +133,7 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
-        s, p = mapping_at(params, "train"), "train"
+        s, p = mapping_at(params, "train", known=fields_of(cls)), "train"
         epochs = integer(s, p, "epochs", 1)
         warmup = integer(s, p, "warmup_epochs", 0)
         require(warmup < epochs or warmup == 0, "train.warmup_epochs", warmup, f"fewer than train.epochs ({epochs})")
@@ -154,7 +154,8 @@ class TrainConfig:
                    precise_bn_images=integer(s, p, "precise_bn_images", 0),
                    early_stopping_patience=integer(s, p, "early_stopping_patience", 1),
                    cache=choice(s, p, "cache", CACHES), **flags,
-                   augment=AugmentConfig.from_params(mapping_at(s, "augment", "train"), "train.augment"),
+                   augment=AugmentConfig.from_params(mapping_at(s, "augment", "train", fields_of(AugmentConfig)),
+                                                     "train.augment"),
                    min_learning_rate=number(s, p, "min_learning_rate", 0.0, 10.0),
                    ema_momentum=number(s, p, "ema_momentum", 0.0, 1.0, high_open=True),
                    **_progressive(s, epochs),

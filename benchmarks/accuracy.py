@@ -1,0 +1,57 @@
+"""Accuracy of a training profile on a folder of class images, through the real stages.
+
+    .venv/bin/python benchmarks/accuracy.py --images ../shared/datasets/flowers_train \\
+        [--set train=fast] [--set dataset.split.val_fraction=0.15 --set dataset.split.test_fraction=0.15] \\
+        [--keep DIR]
+
+A scratch copy of the working tree (benchmarks/scratch.py) gets params.yaml composed with the
+--set Hydra overrides on the images as a `folder` dataset (ST's 80/20 split, no test share,
+unless the overrides set one), then runs ingest, validate, train, quantize and evaluate as
+dvc.yaml gives them. It prints, and writes as JSON beside the copy's metrics:
+* ST's protocol: the best validation top-1 over the epochs (the split that selects the epoch),
+  the epoch, the last epoch's validation top-1;
+* evaluate's split (test when there is one, else validation): float Keras and int8 TFLite top-1;
+* epochs, training wall time and images/s, and the CPU it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from scratch import ROOT, cpu_name, prepare, stage
+
+
+def summary(project: Path, wall_s: float) -> dict:
+    train = json.loads((project / "metrics/train.json").read_text())
+    evaluate = json.loads((project / "metrics/evaluate.json").read_text())
+    return {"best_val_top1": train["best_val_accuracy"], "best_epoch": train["best_epoch"],
+            "final_val_top1": train.get("final_val_accuracy"), "epochs": train["epochs_run"],
+            "train_wall_s": train["wall_time_s"], "train_images_per_s": train["images_per_s"],
+            "eval_split": evaluate["split"], "eval_images": evaluate["images"],
+            "float_top1": evaluate["float_keras"]["top1"], "int8_tflite_top1": evaluate["int8_tflite"]["top1"],
+            "pipeline_wall_s": round(wall_s, 1), "cpu": cpu_name()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, required=True, help="one sub-folder of images per class")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="a Hydra override")
+    parser.add_argument("--keep", type=Path, help="run in this folder (kept) instead of a temporary one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="accuracy_") as tmp:
+        project = args.keep or Path(tmp) / "project"
+        start = time.perf_counter()
+        prepare(ROOT, project, args.overrides, args.images.resolve())
+        for name in ("train", "quantize", "evaluate"):
+            print(f"{name} ...", flush=True)
+            stage(name, project)
+        result = {"overrides": args.overrides, **summary(project, time.perf_counter() - start)}
+        (project / "metrics" / "accuracy.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
