@@ -12,6 +12,7 @@ dvc.yaml gives them. It prints, and writes as JSON beside the copy's metrics:
   the epoch, the last epoch's validation top-1;
 * evaluate's split (test when there is one, else validation): float Keras and int8 TFLite top-1;
 * epochs, training wall time and images/s, and the CPU it ran on.
+With --keep DIR, DIR/reports/accuracy_curve.png plots validation and training top-1 per epoch.
 """
 from __future__ import annotations
 
@@ -35,6 +36,37 @@ def summary(project: Path, wall_s: float) -> dict:
             "pipeline_wall_s": round(wall_s, 1), "cpu": cpu_name()}
 
 
+def curves(project: Path) -> dict[str, list[float]]:
+    """Per-epoch top-1 of a run, from its dvclive files: 'train' (augmented batches) and 'val'."""
+    out = {}
+    for name, folder in (("train", "train"), ("val", "eval")):
+        tsv = (project / "dvclive/train/plots/metrics" / folder / "accuracy.tsv").read_text().splitlines()[1:]
+        out[name] = [float(line.split("\t")[1]) for line in tsv]
+    return out
+
+
+def plot_curves(runs: dict[str, Path], png: Path) -> None:
+    """One PNG: validation (solid) and augmented-training (dotted) top-1 per epoch of each run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, project in runs.items():
+        c = curves(project)
+        line, = ax.plot(range(1, len(c["val"]) + 1), [100 * v for v in c["val"]], label=f"{label}: validation")
+        ax.plot(range(1, len(c["train"]) + 1), [100 * v for v in c["train"]], ":", color=line.get_color(),
+                label=f"{label}: training batches (augmented)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, required=True, help="one sub-folder of images per class")
@@ -50,6 +82,8 @@ def main() -> None:
             stage(name, project)
         result = {"overrides": args.overrides, **summary(project, time.perf_counter() - start)}
         (project / "metrics" / "accuracy.json").write_text(json.dumps(result, indent=2))
+        if args.keep:
+            plot_curves({"this run": project}, project / "reports" / "accuracy_curve.png")
     print(json.dumps(result, indent=2))
 
 

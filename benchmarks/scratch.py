@@ -55,14 +55,16 @@ def stage(name: str, cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-def folder_dataset(images: Path, overrides: list[str]) -> list[str]:
+def folder_dataset(images: Path, overrides: list[str], project: Path) -> list[str]:
     """Hydra overrides that make `images` (class folders) the dataset, split by ST's rule with no
-    test share (ST's protocol) unless `overrides` set the rule or the test share themselves."""
+    test share (ST's protocol) unless `overrides` set the rule or the test share themselves (a
+    revision of `project` older than the split rule has only ST's rule)."""
     dataset = ["dataset=folder", f"dataset.source.path={images}",
                f"dataset.num_classes={sum(p.is_dir() for p in images.iterdir())}",
                "dataset.checks.min_images_per_class=5"]
+    has_rule = "rule:" in (project / "conf/dataset/folder.yaml").read_text(encoding="utf-8")
     for key, value in (("dataset.split.test_fraction", "0"), ("dataset.split.rule", "st")):
-        if not any(o.startswith(f"{key}=") for o in overrides):
+        if (has_rule or key != "dataset.split.rule") and not any(o.startswith(f"{key}=") for o in overrides):
             dataset.append(f"{key}={value}")
     return dataset
 
@@ -75,7 +77,7 @@ def prepare(source: Path | str, scratch: Path, overrides: list[str], images: Pat
     else:
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(scratch)], check=True)
         subprocess.run(["git", "-C", str(scratch), "checkout", "--quiet", source], check=True)
-    python(["-m", "mcuvision.compose", *folder_dataset(images, overrides), *overrides], scratch)
+    python(["-m", "mcuvision.compose", *folder_dataset(images, overrides, scratch), *overrides], scratch)
     stage("ingest", scratch)
     stage("validate", scratch)
     return scratch

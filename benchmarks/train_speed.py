@@ -41,6 +41,7 @@ DEFAULT_VARIANTS = [
     "default, batch 64:train.batch_size=64",
     "default, batch 128:train.batch_size=128 train.learning_rate=0.005",
     "fast profile:train=fast",
+    "fast, no weight average:train=fast train.ema_momentum=0",
     "fast, 96 for 70% of epochs:train=fast train.low_res=96 train.low_res_epochs=EPOCHS_70",
 ]
 
