@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 
+import keras
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +17,8 @@ from mcuvision.config.base import ConfigError
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.config.train import TrainConfig
+from mcuvision.data import decode_all, read_split
+from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict
 from mcuvision.synthetic import make_dataset
 from stages import export, quantize
 from stages import train as train_stage
@@ -60,12 +64,26 @@ def trained(tmp_path_factory, base_params):
     return tmp, run, quantize_into(tmp, run)
 
 
+NEAR_TIE = 0.2  # float top-1 minus top-2 probability below which int8 rounding may flip the class
+
+
 def test_int8_models_agree_with_float_on_held_out_images(trained):
-    _, _, out = trained
+    """int8 may flip only near-ties of the float model; a tiny 8-epoch model has a few, and which
+    ones depends on the CPU's float kernels, so the check is on the confident images, not a count."""
+    _, run, out = trained
     m = out["metrics"]
     assert m["agreement_images"] == 60
-    assert m["int8_tflite"]["agreement_with_float"] >= 0.98, m
-    assert m["int8_qdq_onnx"]["agreement_with_float"] >= 0.98, m
+    res, interpolation = run["model"].res, run["model"].interpolation
+    images = decode_all(read_split(pd.read_csv(run["manifest"]), run["raw"], "val").paths, res, interpolation)
+    reference = keras_predict(keras.models.load_model(out["tflite"].parent / "float.keras"), images)
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    confident = top2[:, 1] - top2[:, 0] >= NEAR_TIE
+    assert confident.mean() >= 0.8, "the trained model should be sure of most held-out images"
+    for name, probs in (("int8_tflite", TfliteRunner(out["tflite"].read_bytes()).predict(images)),
+                        ("int8_qdq_onnx", OnnxRunner(str(out["qdq"]), exact_qdq=True).predict(images))):
+        assert agreement(reference[confident], probs[confident]) == 1.0, name
+        assert m[name]["agreement_with_float"] == pytest.approx(agreement(reference, probs)), name
+        assert m[name]["agreement_with_float"] >= 0.9, m
 
 
 def test_w4w8_off_by_default_leaves_only_a_record_that_says_so(trained):
