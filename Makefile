@@ -39,7 +39,8 @@ params: install
 	python -m mcuvision.compose
 
 # The workspace against BASE (branch, tag or commit), as CI comments it on a pull request.
-# OUTPUT=report.md also writes it to a file; DIFF_ARGS=--fail-on-guard exits 1 on a crossed guard.
+# OUTPUT=report.md also writes it to a file; DIFF_ARGS=--fail-on-guard exits 1 on a guard crossed
+# beyond chance (--alpha 0.05, the paired test's level, is the default).
 diff: install
 	python -m mcuvision.pr_report --base $(BASE) $(if $(OUTPUT),--output $(OUTPUT)) $(DIFF_ARGS)
 

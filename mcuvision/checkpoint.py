@@ -39,7 +39,7 @@ import keras
 import numpy as np
 
 # Registers mcuvision>Clip, so that this project's .keras files load under safe_mode.
-import mcuvision.model  # noqa: F401
+import mcuvision.layers  # noqa: F401
 
 CLASSIFIER = "predictions"
 SUFFIXES = (".keras", ".h5", ".hdf5")

@@ -22,29 +22,69 @@ AUTOTUNE = tf.data.AUTOTUNE
 class Split:
     paths: list[str]
     labels: np.ndarray  # class indices
+    orientations: np.ndarray | None = None  # int32 EXIF orientations 1-8; None: read from the files
 
     def __len__(self) -> int:
         return len(self.paths)
 
 
 def read_split(manifest: pd.DataFrame, raw: Path, split: str) -> Split:
+    """The rows of one split; orientations from the manifest's `orientation` column (validate's),
+    read from the files when an older manifest lacks it."""
     rows = manifest[manifest["split"] == split]
-    return Split([str(raw / p) for p in rows["path"]], rows["class_index"].to_numpy(dtype=np.int32))
+    paths = [str(raw / p) for p in rows["path"]]
+    orientations = (rows["orientation"].to_numpy(dtype=np.int32) if "orientation" in rows
+                    else file_orientations(paths))
+    return Split(paths, rows["class_index"].to_numpy(dtype=np.int32), orientations)
 
 
-def decode(path: tf.Tensor, res: int, interpolation: str) -> tf.Tensor:
-    """Any JPEG/PNG/BMP/GIF, grayscale or RGBA included, to uint8 (res, res, 3)."""
+def file_orientations(paths: list[str]) -> np.ndarray:
+    """int32 EXIF orientation (1-8, 1 when absent) of each file, from its header (Pillow)."""
+    from PIL import Image
+
+    from mcuvision.images import exif_orientation
+
+    def one(path: str) -> int:
+        try:
+            with Image.open(path) as image:
+                return exif_orientation(image)
+        except Exception:  # not an image Pillow reads: TensorFlow's decode will say what is wrong
+            return 1
+    return np.array([one(p) for p in paths], dtype=np.int32)
+
+
+def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """`image` (H, W, C) turned as EXIF `orientation` (int32 scalar, 1-8) asks, as a phone gallery
+    shows it (the transposes of Pillow's ImageOps.exif_transpose; EXIF 2.3, tag 0x0112)."""
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [lambda: image,                                        # 1: as stored
+                lambda: tf.image.flip_left_right(image),              # 2: mirrored
+                lambda: tf.image.rot90(image, 2),                     # 3: upside down
+                lambda: tf.image.flip_up_down(image),                 # 4: mirrored upside down
+                lambda: transpose(image),                             # 5: transposed
+                lambda: tf.image.rot90(image, 3),                     # 6: a quarter turn clockwise
+                lambda: tf.image.rot90(transpose(image), 2),          # 7: transversed
+                lambda: tf.image.rot90(image, 1)]                     # 8: a quarter turn anticlockwise
+    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+
+
+def decode(path: tf.Tensor, res: int, interpolation: str, orientation: tf.Tensor | int = 1) -> tf.Tensor:
+    """Any JPEG/PNG/BMP/GIF, grayscale or RGBA included, turned by its EXIF `orientation`
+    (file_orientations), to uint8 (res, res, 3)."""
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = orient(image, tf.cast(orientation, tf.int32))
     image = tf.image.resize(image, (res, res), method=interpolation)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def decode_all(paths: list[str], res: int, interpolation: str) -> np.ndarray:
-    """Decode a list of images in parallel into one uint8 array (calibration, evaluation)."""
+def decode_all(paths: list[str], res: int, interpolation: str, orientations: np.ndarray | None = None) -> np.ndarray:
+    """Decode a list of images in parallel into one uint8 array (n, res, res, 3) (calibration,
+    evaluation, predict); `orientations` (int32, one per path) read from the files when None."""
     if not paths:
         return np.zeros((0, res, res, 3), np.uint8)
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode(p, res, interpolation), num_parallel_calls=AUTOTUNE, deterministic=True)
+    orientations = file_orientations(paths) if orientations is None else orientations
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(orientations, np.int32))).map(
+        lambda p, o: decode(p, res, interpolation, o), num_parallel_calls=AUTOTUNE, deterministic=True)
     return np.concatenate(list(ds.batch(256).as_numpy_iterator()), axis=0)
 
 
@@ -79,8 +119,9 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     a callback can change the training side between epochs (mcuvision.training.TrainSide).
     Raises ValueError for cache='disk' without a cache_dir.
     """
-    ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
-    ds = ds.map(lambda p, y: (decode(p, res, interpolation), tf.one_hot(y, num_classes)),
+    orientations = split.orientations if split.orientations is not None else file_orientations(split.paths)
+    ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels, orientations))
+    ds = ds.map(lambda p, y, o: (decode(p, res, interpolation, o), tf.one_hot(y, num_classes)),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache == "disk":
         if cache_dir is None:

@@ -1,4 +1,5 @@
-"""Per-file facts for the manifest: checksum, decodability, size, mode, format, bytes.
+"""Per-file facts for the manifest: checksum, decodability, size, mode, format, bytes, EXIF
+orientation and two perceptual hashes.
 
 Decodability has one judge, the decoder training, evaluation, calibration and predict use:
 TensorFlow's `tf.io.decode_image(..., channels=3, expand_animations=False)`
@@ -6,6 +7,14 @@ TensorFlow's `tf.io.decode_image(..., channels=3, expand_animations=False)`
 marker, a PNG or GIF cut short), so Pillow only reads each header (size, mode, format, a
 decompression-bomb guard) in parallel processes, and TensorFlow decodes every file in a
 parallel tf.data map.
+
+EXIF orientation (tag 0x0112, values 1-8) is read here and applied by mcuvision.data.decode, so
+train, evaluate, quantize's calibration and predict see a photo as a phone gallery shows it;
+width and height are those of the image as shown.
+
+Perceptual hashes (imagehash: 64-bit dHash and pHash of the greyscale image) find re-encoded,
+resized and lightly edited copies (mcuvision.splits.near_duplicate_pairs). A JPEG is decoded at
+1/8 scale for them (Pillow's draft mode): the hashes look at 9x8 and 32x32 pixels.
 """
 from __future__ import annotations
 
@@ -18,7 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
-from PIL import Image
+import imagehash
+from PIL import ExifTags, Image
 from tqdm import tqdm
 
 # What the training pipeline's tf.io.decode_image reads; anything else must not enter the manifest.
@@ -26,22 +36,52 @@ from tqdm import tqdm
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
 # TensorFlow wraps an op's message in where it ran: "{{function_node ...}} <message> [Op:DecodeImage] name: ".
 _TF_NOISE = re.compile(r"\{\{[^}]*\}\}|\[Op:\w+\]( name: \S*)?")
+# EXIF orientations 5-8 turn the stored image by a quarter turn: shown width and height swap.
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """EXIF Orientation of an open image, 1 (as stored) to 8; 1 when absent or out of range."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a broken EXIF block is no reason to refuse the pixels
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
+    """(dHash, pHash) of an open image as 16-hex-digit strings (64 bits each), from its greyscale
+    at 1/8 scale for a JPEG; orientation is not applied (a rotated copy is not a near-duplicate
+    for this check)."""
+    if image.format in ("JPEG", "MPO"):
+        image.draft("L", (64, 64))  # DCT scaling: a fraction of a full decode
+    grey = image.convert("L")
+    return str(imagehash.dhash(grey)), str(imagehash.phash(grey))
 
 
 def inspect_file(path: str) -> dict:
-    """{sha256, bytes, width, height, mode, format, decodes, error} of one file, from Pillow's
-    header read; `decodes` is False (with `error`) when Pillow cannot identify the file."""
+    """{sha256, bytes, width, height (as shown), mode, format, orientation, dhash, phash, decodes,
+    error} of one file, from Pillow; `decodes` is False (with `error`) when Pillow cannot identify
+    the file; the hashes are "" when Pillow cannot decode its pixels (TensorFlow still judges it)."""
     data = Path(path).read_bytes()
     facts = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "width": 0, "height": 0,
-             "mode": "", "format": "", "decodes": False, "error": ""}
+             "mode": "", "format": "", "orientation": 1, "dhash": "", "phash": "", "decodes": False,
+             "error": ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # The bytes already read for the checksum: each file is read from disk once here.
             with Image.open(io.BytesIO(data)) as image:
-                facts.update(width=image.width, height=image.height, mode=image.mode,
-                             format=image.format or "")
-        facts["decodes"] = True
+                orientation = exif_orientation(image)
+                turned = orientation in QUARTER_TURNS
+                facts.update(width=image.height if turned else image.width,
+                             height=image.width if turned else image.height, mode=image.mode,
+                             format=image.format or "", orientation=orientation)
+                facts["decodes"] = True
+                try:
+                    facts["dhash"], facts["phash"] = perceptual_hashes(image)
+                except Exception:  # a truncated file: no hashes; its decodability is TensorFlow's call
+                    pass
     except Exception as error:  # PIL raises many types for bad files; each is a finding, not a crash
         facts["error"] = f"{type(error).__name__}: {error}"
     return facts

@@ -23,6 +23,8 @@ import numbers
 import keras
 from keras import layers
 
+from mcuvision.layers import Clip  # noqa: F401  (also re-exported: importing this module registers it)
+
 # (expansion, kernel, first stride, base output channels, repeats) of EfficientNet-B0's
 # seven stages; the base channels are scaled by `width`, the repeats by `depth`.
 _STAGES = (
@@ -40,29 +42,6 @@ _HEAD_FILTERS = 1280
 _BASE_BLOCKS = 16
 # Excitation logits are clipped to this range before the sigmoid (the card's quantization fix).
 _SE_CLIP = 4.0
-
-
-@keras.saving.register_keras_serializable(package="mcuvision")
-class Clip(layers.Layer):
-    """Clip values to [min_value, max_value].
-
-    A named layer instead of a Lambda so that saved models load under safe_mode=True;
-    `keras.ops.clip` converts to TFLite MINIMUM/MAXIMUM, which quantize to int8.
-    """
-
-    def __init__(self, min_value: float, max_value: float, **kwargs):
-        super().__init__(**kwargs)
-        self.min_value = float(min_value)
-        self.max_value = float(max_value)
-
-    def call(self, inputs):
-        return keras.ops.clip(inputs, self.min_value, self.max_value)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "min_value": self.min_value, "max_value": self.max_value}
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:

@@ -8,7 +8,8 @@ Every figure is read from the pipeline's outputs and labelled with how it was ob
 from __future__ import annotations
 
 from .formats import FORMATS
-from .profiling.report import kib, table
+from .profiling.report import error_bar, error_text, kib, table
+from .stats import interval_text, paired_text
 
 FORMAT_SHORT = {"float_keras": "Float", "float_onnx": "Float", "int8_tflite": "Int8", "int8_qdq_onnx": "Int8",
                 "w4w8_qdq_onnx": "Int8/Int4"}
@@ -79,7 +80,7 @@ def _memory(meta: dict, profile: dict) -> list[str]:
            f"Measured with TFLite Micro {profile['host']['versions']['tflite_micro']} on this host: activation RAM "
            "is the planned arena head, runtime RAM its persistent tail. ST Edge AI Core plans differently; its "
            "figures appear below only when the vendor tool ran. Weights Flash: the constant tensors of each file.", ""]
-    out += table(["Model", "Format", "Resolution", "Activation RAM", "Runtime RAM (TFLite Micro)", "Total arena",
+    out += table(["Model", "Format", "Resolution", "Activation RAM", "Runtime RAM (TFLite Micro)", "TFLite Micro arena (measured)",
                   "Weights Flash"], rows)
     vendor = {b["display_name"]: b["vendor"] for b in profile["boards"].values() if b.get("vendor")}
     if vendor:
@@ -91,52 +92,95 @@ def _memory(meta: dict, profile: dict) -> list[str]:
 
 def _latency(meta: dict, profile: dict) -> list[str]:
     res = _input(meta)
-    rows = [[b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz", f"{b['estimated_ms']:.2f}",
-             f"{1000 / b['estimated_ms']:.2f}" if b["estimated_ms"] else "-",
-             f"±{b['max_abs_calibration_error_pct']:.1f}% on the seed card's points" if b["calibrated"]
-             else "uncalibrated"] for b in profile["boards"].values()]
+    rows = [[b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz", error_bar(b),
+             f"{1000 / b['estimated_ms']:.2f}" if b["estimated_ms"] else "-", error_text(b)]
+            for b in profile["boards"].values()]
     t, q = profile["int8_tflite"]["latency"], profile.get("int8_qdq_onnx")
     host = [["LiteRT, 1 thread", "Int8 TFLite", f"{t['litert_1_thread']['median_ms']:.2f}"],
             ["TFLite Micro (reference kernels)", "Int8 TFLite", f"{t['tflite_micro']['median_ms']:.2f}"]]
     if q:
         host.append(["onnxruntime, 1 thread", "Int8 QDQ ONNX", f"{q['latency']['onnxruntime_1_thread']['median_ms']:.2f}"])
     return (["## Inference time", "",
-             f"**Estimated**, not measured: {res}, int8, from each board file's latency model (MACC x cycles "
-             "per MACC, calibrated on the seed card's published times; error on those points shown).", ""]
-            + table(["Board", "Execution Engine", "Frequency", "Inference time (ms), estimated", "Inf / sec",
-                     "Latency model error"], rows)
+             f"**Estimated**, not measured: {res}, int8, from each board's latency model (per kind of work where "
+             "fitted on published times, else the board file's one coefficient), ± its leave-one-out error: each "
+             "published time predicted by a fit on the others.", ""]
+            + table(["Board", "Execution Engine", "Frequency", "Inference time (ms), estimated ± leave-one-out error",
+                     "Inf / sec", "Error (how measured)"], rows)
             + [f"Measured on this host ({profile['host']['cpu']}), median of {profile['host']['repeats']} "
                "single-image runs:", ""]
             + table(["Runtime", "Format", "Median (ms)"], host))
 
 
-def _accuracy(meta: dict, evaluate: dict) -> list[str]:
+# Below this many images the 95% interval on a top-1 near 50% is wider than about ±7 points: the
+# card then says, first, that its accuracy describes the sample rather than the model.
+SMALL_SPLIT_IMAGES = 200
+
+
+def small_split_note(evaluate: dict) -> list[str]:
+    """The warning that heads the accuracy section when the scored split has < SMALL_SPLIT_IMAGES
+    images: the float model's interval half-width in points, and what the figure is not."""
+    n, f = evaluate["images"], evaluate["float_keras"]
+    if n >= SMALL_SPLIT_IMAGES:
+        return []
+    half = 50 * (f["top1_high"] - f["top1_low"])
+    return [f"**Only {n} {evaluate['split']} images: the 95% interval on top-1 is about ±{half:.0f} points wide** "
+            f"(float: {interval_text(f['top1'], f['top1_low'], f['top1_high'], n)}). These figures describe this "
+            f"small sample, not the model; compare models on {SMALL_SPLIT_IMAGES}+ images, and between formats "
+            "use the paired test below, not the difference of two top-1s.", ""]
+
+
+def _accuracy(meta: dict, evaluate: dict, throughput: dict | None = None) -> list[str]:
     res = _input(meta)
-    top_k = next((k for k in evaluate.get("float_keras", {}) if k.startswith("top") and k != "top1"), None)
-    header = ["Model", "Format", "Runtime", "Resolution", "Top 1 Accuracy (%)"]
+    throughput = throughput or {}
+    top_k = next((k for k in evaluate.get("float_keras", {})
+                  if k.startswith("top") and k[3:].isdigit() and k != "top1"), None)
+    header = ["Model", "Format", "Runtime", "Resolution", "Top 1 Accuracy (%) (95% interval), n"]
     header += [f"Top {top_k[3:]} Accuracy (%)"] if top_k else []
-    header += ["Macro F1 (%)", "vs float (points)", "Agreement with float (%)"]
+    header += ["Macro F1 (%)", "vs float (points)", "vs float: exact McNemar",
+               "Agreement with float (%) (95% interval)"]
     rows = []
     for name in FORMATS:
         if name not in evaluate:
             continue
         m = evaluate[name]
-        row = ["ST EfficientNet LC v1 tfs", FORMAT_SHORT[name], m.get("runtime", FORMATS[name]), res, _pct(m["top1"])]
+        runtime = throughput.get(name, {}).get("runtime", FORMATS[name])
+        row = ["ST EfficientNet LC v1 tfs", FORMAT_SHORT[name], runtime, res,
+               interval_text(m["top1"], m["top1_low"], m["top1_high"], m["n"])]
         row += [_pct(m.get(top_k))] if top_k else []
         row += [_pct(m["macro_f1"]), f"{m['drop_points']:+.2f}" if "drop_points" in m else "-",
-                _pct(m.get("agreement_with_float")) if "agreement_with_float" in m else "-"]
+                paired_text(m.get("mcnemar_vs_float")),
+                interval_text(m["agreement_with_float"], m["agreement_with_float_low"], m["agreement_with_float_high"])
+                if "agreement_with_float" in m else "-"]
         rows.append(row)
-    return ([f"## Accuracy with `{meta['source'].get('dataset')}`", "",
-             f"Measured on the {evaluate['split']} split, {evaluate['images']} images, {meta['num_classes']} classes. "
-             "Per-class precision, recall and F1: reports/evaluate/per_class.csv; confusion matrices: "
-             "`dvc plots show` or reports/evaluate/confusion_*.png.", ""]
-            + table(header, rows))
+    speeds = [f"{FORMATS[n]} {throughput[n]['images_per_s']} img/s" for n in FORMATS
+              if isinstance(throughput.get(n), dict) and throughput[n].get("images_per_s") is not None]
+    speed = ([f"Batched throughput on this host while evaluating (batch {throughput.get('batch_size')}; it moves "
+              "with the machine's load, so it is kept in reports/evaluate/throughput.json, not in the metrics): "
+              + "; ".join(speeds) + ".", ""] if speeds else [])
+    return ([f"## Accuracy with `{meta['source'].get('dataset')}`", ""] + small_split_note(evaluate)
+            + [f"Measured on the {evaluate['split']} split, {evaluate['images']} images, {meta['num_classes']} "
+               "classes. "
+               "Top-1 with its 95% Wilson score interval (Wilson 1927) and the images scored. vs float: the format's "
+               "top-1 minus float's, and the exact McNemar test on the same images: b images float gets right and "
+               "this format wrong, c the reverse, p the two-sided binomial test of b in b + c at 0.5 (p above 0.05: "
+               "within chance). Per-class precision, recall (with its interval) and F1: "
+               "reports/evaluate/per_class.csv; every image's prediction by every format: "
+               "reports/evaluate/predictions.csv; confusion matrices: `dvc plots show` or "
+               "reports/evaluate/confusion_*.png.", ""]
+            + table(header, rows) + speed)
 
 
 # The seed card's flowers accuracies (%), float and int8 TFLite, by input side: ST's protocol on
 # tf_flowers' 3,670 photos (80/20 split by ST's rule, no test set, the best validation epoch).
 SEED_CARD_FLOWERS = {128: (87.19, 86.78), 224: (90.19, 89.92)}
 BEST_VAL_LABEL = "Best validation top-1 (ST's protocol: the split that selects the epoch)"
+
+
+def _interval_ranges(evaluate: dict) -> str:
+    """", 95% intervals 30.1-50.2 / 28.7-48.9" for float / int8 TFLite, or "" without them."""
+    ranges = [f"{100 * m['top1_low']:.1f}-{100 * m['top1_high']:.1f}"
+              for m in (evaluate["float_keras"], evaluate.get("int8_tflite", {})) if "top1_low" in m]
+    return f", 95% intervals {' / '.join(ranges)}" if ranges else ""
 
 
 def like_for_like(meta: dict, train: dict, evaluate: dict) -> list[str]:
@@ -147,16 +191,17 @@ def like_for_like(meta: dict, train: dict, evaluate: dict) -> list[str]:
     seed = SEED_CARD_FLOWERS.get(side)
     held_out = evaluate["split"] == "test"
     int8 = evaluate.get("int8_tflite", {}).get("top1")
+    measured_on = f"{evaluate['images']} images" + _interval_ranges(evaluate)
     rows = [[BEST_VAL_LABEL, _pct(train.get("best_val_accuracy")),
              f"epoch {train.get('best_epoch')} of {train.get('epochs_run')}, {train.get('val_images')} images",
              f"{seed[0]:.2f} (float)" if seed else "-"]]
     if held_out:
         rows.append(["Held-out test top-1, float / int8 TFLite (never seen in training or selection)",
-                     f"{_pct(evaluate['float_keras']['top1'])} / {_pct(int8)}", f"{evaluate['images']} images",
+                     f"{_pct(evaluate['float_keras']['top1'])} / {_pct(int8)}", measured_on,
                      "not reported (ST's protocol has no test set)"])
     else:
         rows.append(["Validation top-1 of the final model, float / int8 TFLite (the same split: not held out)",
-                     f"{_pct(evaluate['float_keras']['top1'])} / {_pct(int8)}", f"{evaluate['images']} images",
+                     f"{_pct(evaluate['float_keras']['top1'])} / {_pct(int8)}", measured_on,
                      f"{seed[0]:.2f} / {seed[1]:.2f}" if seed else "-"])
     note = (f"The seed card's figures: ST EfficientNet LC v1 on tf_flowers (3,670 photos) at {side}x{side}, "
             "ST's protocol." if seed else "The seed card publishes flowers figures at 128 and 224 only.")
@@ -167,10 +212,13 @@ def like_for_like(meta: dict, train: dict, evaluate: dict) -> list[str]:
             + table(["Figure", "This run (%)", "Measured on", "Seed card (%)"], rows))
 
 
-def render(meta: dict, validate: dict, quantize: dict, profile: dict, evaluate: dict, train: dict) -> str:
-    """The card's Markdown text from the loaded JSON documents: artifacts/metadata.json and the
-    validate, quantize, profile, evaluate and train metrics. Raises KeyError when one lacks a field."""
+def render(meta: dict, validate: dict, quantize: dict, profile: dict, evaluate: dict, train: dict,
+           throughput: dict | None = None) -> str:
+    """The card's Markdown text from the loaded JSON documents: artifacts/metadata.json, the
+    validate, quantize, profile, evaluate and train metrics, and evaluate's throughput.json (optional:
+    without it the runtimes are the formats' names and no throughput line is written).
+    Raises KeyError when one lacks a field."""
     parts = (_header(meta, validate, evaluate) + _network(meta, quantize, profile) + ["---", "# Performances", ""]
-             + _memory(meta, profile) + _latency(meta, profile) + _accuracy(meta, evaluate)
+             + _memory(meta, profile) + _latency(meta, profile) + _accuracy(meta, evaluate, throughput)
              + like_for_like(meta, train, evaluate))
     return "\n".join(parts) + "\n"

@@ -1,21 +1,28 @@
 """One Markdown report of what a change does to the pipeline's numbers, for a pull request.
 
-    python -m mcuvision.pr_report --base main [--output report.md] [--fail-on-guard]
+    python -m mcuvision.pr_report --base main [--output report.md] [--fail-on-guard] [--alpha 0.05]
 
 It compares the workspace (HEAD plus uncommitted changes, as `dvc metrics diff` does) with BASE:
 
 1. the guards of params.yaml `evaluate.guards`, checked on the workspace's metrics/evaluate.json
    and metrics/profile.json (int8 and int4/int8 accuracy drop, agreement with float, the selected
-   board's RAM and flash fit);
-2. `dvc params diff BASE --md` and `dvc metrics diff BASE --md`, from the real DVC CLI;
-3. the confusion-matrix cells whose counts changed, per model format, from the evaluate stage's
+   board's RAM and flash fit), each "passed", "within noise" (the limit is crossed but the paired
+   test cannot tell the difference from chance) or "crossed" (beyond chance, or a measured size);
+2. the workspace's top-1 per format with its 95% interval and n, and its paired test against float;
+3. BASE against the workspace image by image: each format's per-image predictions
+   (reports/evaluate/predictions.csv on both sides) on the test images both scored, with the exact
+   McNemar test saying whether the change in top-1 is beyond chance;
+4. `dvc params diff BASE --md` and `dvc metrics diff BASE --md` (the headline metrics), from the
+   real DVC CLI;
+5. the confusion-matrix cells whose counts changed, per model format, from the evaluate stage's
    reports/evaluate/confusion/<format>.csv (committed to git, so BASE's come from `git show`).
 
 The first line is a hidden marker the CI workflow looks for, so it updates its one comment on a
 pull request instead of adding a new one on every push.
 
-Exit status: 0, or 1 with --fail-on-guard when a guard is crossed; 2 when the report cannot be made
-(BASE is not a revision, the directory is not a git + DVC repository, DVC is missing).
+Exit status: 0, or 1 with --fail-on-guard when a guard is crossed beyond chance (p <= --alpha; with
+--alpha 1 every crossed limit fails); 2 when the report cannot be made (BASE is not a revision, the
+directory is not a git + DVC repository, DVC is missing).
 """
 from __future__ import annotations
 
@@ -36,12 +43,16 @@ import yaml
 from .config.base import ConfigError
 from .config.evaluate import Guards
 from .formats import FORMATS, QUANTIZED
+from .stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text
 
 MARKER = "<!-- mcuvision-metrics-report -->"
 PARAMS_FILE = "params.yaml"
 EVALUATE_METRICS = "metrics/evaluate.json"
 PROFILE_METRICS = "metrics/profile.json"
 CONFUSION_DIR = "reports/evaluate/confusion"
+PREDICTIONS = "reports/evaluate/predictions.csv"
+# A difference is called beyond chance when its paired test's p-value is at most this (--alpha).
+ALPHA = 0.05
 # Food-101 has 10,201 cells per matrix: a review comment can only carry the largest moves.
 MAX_CELLS = 15
 W4W8_FORMAT = "w4w8_qdq_onnx"
@@ -210,11 +221,23 @@ class Guard:
     name: str
     value: str
     limit: str
-    crossed: bool | None  # None: the numbers are not available
+    crossed: bool | None  # the limit is crossed; None: the numbers are not available
+    # Whether a crossed limit is more than chance: the paired test's verdict for an accuracy; True for
+    # a measured size (RAM, flash: no sampling), and for metrics that carry no paired test.
+    beyond_chance: bool = True
+
+    @property
+    def failed(self) -> bool:
+        """What --fail-on-guard fails on: a crossed limit that chance does not explain."""
+        return self.crossed is True and self.beyond_chance
 
     @property
     def result(self) -> str:
-        return {None: "not available", False: "pass", True: "**crossed**"}[self.crossed]
+        if self.crossed is None:
+            return "not available"
+        if not self.crossed:
+            return "passed"
+        return "**crossed**" if self.beyond_chance else "within noise"
 
 
 def _number(value) -> float | None:
@@ -228,23 +251,43 @@ def _missing(name: str, why: str) -> Guard:
     return Guard(name, f"not available: {why}", "", None)
 
 
-def _drop_guard(name: str, drop, limit: float, drop_key: str, against: str) -> Guard:
+def _loss_beyond_chance(test, alpha: float) -> tuple[bool, str]:
+    """(is a loss beyond chance, text) from a `mcnemar_*` record: p <= alpha and more images lost (b)
+    than gained (c). Without a readable record nothing says it is chance: beyond chance."""
+    if not isinstance(test, dict) or any(_number(test.get(k)) is None for k in ("b", "c", "p_value")):
+        return True, ", no paired test"
+    return test["p_value"] <= alpha and test["b"] > test["c"], f", McNemar {paired_text(test)}"
+
+
+def _drop_guard(name: str, drop, limit: float, drop_key: str, against: str, test, alpha: float) -> Guard:
     drop = _number(drop)
     if drop is None:
         return _missing(name, f"no `{drop_key}` in {EVALUATE_METRICS}")
+    beyond, note = _loss_beyond_chance(test, alpha)
     # drop is quantized minus reference, in points: a loss is negative.
-    return Guard(name, f"{drop:+.2f} points vs {against}", f"≥ {-limit:+.2f} points", -drop > limit)
+    return Guard(name, f"{drop:+.2f} points vs {against}{note}", f"≥ {-limit:+.2f} points", -drop > limit, beyond)
 
 
-def _agreement_guard(name: str, agreement, limit: float) -> Guard:
-    agreement = _number(agreement)
+def _agreement_guard(name: str, agreement, high, n, limit: float, alpha: float) -> Guard:
+    agreement, high, n = _number(agreement), _number(high), _number(n)
     if agreement is None:
         return _missing(name, f"no `agreement_with_float` in {EVALUATE_METRICS}")
-    return Guard(name, f"{agreement:.4f}", f"≥ {limit:.4f}", agreement < limit)
+    if n is None or n < 1:
+        return Guard(name, f"{agreement:.4f}, no image count", f"≥ {limit:.4f}", agreement < limit)
+    # Below the limit beyond chance: the exact one-sided binomial test against the limit itself.
+    p = below_limit_p_value(round(agreement * n), int(n), limit)
+    note = "" if high is None else f" (95% interval up to {high:.4f})"
+    test = f", exact binomial test of being below the limit: p={p:.3g}" if agreement < limit else ""
+    return Guard(name, f"{agreement:.4f}{note}{test}", f"≥ {limit:.4f}", agreement < limit, p <= alpha)
 
 
-def accuracy_guards(limits: Guards, evaluate: dict | None) -> list[Guard]:
-    """Drop and agreement guards for every quantized format; w4w8 only where quantize made one."""
+def accuracy_guards(limits: Guards, evaluate: dict | None, alpha: float = ALPHA) -> list[Guard]:
+    """Drop and agreement guards for every quantized format; w4w8 only where quantize made one.
+
+    A drop guard's limit crossed is beyond chance when the format's exact McNemar test against its
+    reference (`mcnemar_vs_float`, the int4/int8 model's `mcnemar_vs_int8`) has p <= alpha with more
+    images lost than gained; an agreement guard's when the exact one-sided binomial test of its
+    agreeing images against the limit has p <= alpha (stats.below_limit_p_value)."""
     if evaluate is None:
         return [_missing("accuracy guards", f"no {EVALUATE_METRICS} in the workspace")]
     guards = []
@@ -257,12 +300,14 @@ def accuracy_guards(limits: Guards, evaluate: dict | None) -> list[Guard]:
         if name == W4W8_FORMAT:
             guards.append(_drop_guard(f"`{name}` top-1 drop", scores.get("drop_vs_int8_points"),
                                       limits.max_w4w8_drop_points, "drop_vs_int8_points",
-                                      "int8 QDQ"))
+                                      "int8 QDQ", scores.get("mcnemar_vs_int8"), alpha))
         else:
             guards.append(_drop_guard(f"`{name}` top-1 drop", scores.get("drop_points"),
-                                      limits.max_int8_drop_points, "drop_points", "float"))
+                                      limits.max_int8_drop_points, "drop_points", "float",
+                                      scores.get("mcnemar_vs_float"), alpha))
         guards.append(_agreement_guard(f"`{name}` agreement with float", scores.get("agreement_with_float"),
-                                       limits.min_agreement_with_float))
+                                       scores.get("agreement_with_float_high"), scores.get("n"),
+                                       limits.min_agreement_with_float, alpha))
     return guards
 
 
@@ -290,27 +335,131 @@ def board_guards(profile: dict | None) -> list[Guard]:
     return guards
 
 
-def check_guards(params: dict | None, evaluate: dict | None, profile: dict | None) -> list[Guard]:
+def check_guards(params: dict | None, evaluate: dict | None, profile: dict | None,
+                 alpha: float = ALPHA) -> list[Guard]:
     try:  # the same reading and range checks as the evaluate stage's config
         limits = Guards.from_params(params or {})
     except ConfigError as error:
         accuracy = [_missing("accuracy guards", f"{PARAMS_FILE}: {error}")]
     else:
-        accuracy = accuracy_guards(limits, evaluate)
+        accuracy = accuracy_guards(limits, evaluate, alpha)
     return accuracy + board_guards(profile)
 
 
 def guards_section(guards: list[Guard]) -> list[str]:
-    crossed = sum(g.crossed is True for g in guards)
+    crossed = sum(g.failed for g in guards)
+    noise = sum(g.result == "within noise" for g in guards)
     unknown = sum(g.crossed is None for g in guards)
     if crossed:
         verdict = f"**{crossed} guard{'s' if crossed > 1 else ''} crossed.**"
     else:
-        verdict = "All guards pass." if not unknown else "No guard crossed."
+        verdict = "All guards passed." if not unknown and not noise else "No guard crossed."
+    if noise:
+        verdict += (f" {noise} within noise: the limit is crossed on these images, but the paired test "
+                    "cannot tell the difference from chance.")
     if unknown:
         verdict += f" {unknown} not available."
     lines = ["### Guards (workspace)", "", verdict, "", "| Guard | Value | Limit | Result |", "|---|---|---|---|"]
     lines += [f"| {g.name} | {g.value} | {g.limit} | {g.result} |" for g in guards]
+    return lines + [""]
+
+
+# --- accuracy with its uncertainty, and BASE against the workspace image by image ---------------
+
+def accuracy_section(evaluate: dict | None) -> list[str]:
+    """The workspace's top-1 per format with its 95% interval and n, and its paired test against float."""
+    lines = ["### Accuracy (workspace)", ""]
+    if evaluate is None:
+        return lines + [f"Not available: no {EVALUATE_METRICS} in the workspace.", ""]
+    rows = []
+    for name in FORMATS:
+        m = evaluate.get(name)
+        if not isinstance(m, dict) or _number(m.get("top1")) is None:
+            continue
+        top1 = (interval_text(m["top1"], m["top1_low"], m["top1_high"], m["n"])
+                if all(k in m for k in ("top1_low", "top1_high", "n")) else f"{100 * m['top1']:.1f}")
+        drop = f"{m['drop_points']:+.2f}" if _number(m.get("drop_points")) is not None else "-"
+        test = m.get("mcnemar_vs_float")
+        rows.append(f"| {FORMATS[name]} | {top1} | {drop} | {paired_text(test if isinstance(test, dict) else None)} |")
+    return lines + ["Top-1 with its 95% Wilson interval and the images scored; against float on the same images, "
+                    "the exact McNemar test (b: images float gets right and the format wrong, c: the reverse).", "",
+                    "| Format | Top-1 % (95% interval), n | vs float (points) | vs float: exact McNemar |",
+                    "|---|---|---:|---|"] + rows + [""]
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    """One format, BASE against the workspace, on the test images both sides scored."""
+    name: str
+    images: int
+    base_correct: int
+    now_correct: int
+    b: int  # right in BASE, wrong now
+    c: int  # wrong in BASE, right now
+    p_value: float
+
+    def verdict(self, alpha: float) -> str:
+        if self.b == self.c == 0:
+            return "no image changed"
+        return "**beyond chance**" if self.p_value <= alpha else "within noise"
+
+
+def correctness(text: str) -> dict[str, dict[tuple[str, str], bool]]:
+    """format -> {(path, label): top-1 right?} from the evaluate stage's predictions.csv text.
+
+    The key holds the label too: an image relabelled between two commits is not the same test case.
+    Raises ValueError when the text lacks the path and label columns."""
+    reader = csv.DictReader(io.StringIO(text))
+    columns = reader.fieldnames or []
+    if not {"path", "label"} <= set(columns):
+        raise ValueError(f"expected columns path,label,<format>_predicted,..., found {columns}")
+    formats = [name for name in FORMATS if f"{name}_predicted" in columns]
+    out: dict[str, dict] = {name: {} for name in formats}
+    for row in reader:
+        for name in formats:
+            out[name][(row["path"], row["label"])] = row[f"{name}_predicted"] == row["label"]
+    return out
+
+
+def image_changes(base_text: str, now_text: str) -> list[ImageChange]:
+    """Per format present on both sides: correct counts on the common images and the exact McNemar test
+    (stats.mcnemar_exact) of BASE's correctness against the workspace's, image by image."""
+    base, now = correctness(base_text), correctness(now_text)
+    changes = []
+    for name in FORMATS:
+        if name not in base or name not in now:
+            continue
+        common = sorted(set(base[name]) & set(now[name]))
+        before = [base[name][key] for key in common]
+        after = [now[name][key] for key in common]
+        test = mcnemar_exact(before, after)
+        changes.append(ImageChange(name, len(common), sum(before), sum(after), test["b"], test["c"], test["p_value"]))
+    return changes
+
+
+def image_section(base_text: str | None, now_text: str | None, alpha: float = ALPHA) -> list[str]:
+    """Markdown: for each format, whether its change in top-1 between BASE and the workspace is beyond chance."""
+    lines = ["### BASE → workspace, image by image", ""]
+    if base_text is None or now_text is None:
+        sides = (("BASE", base_text), ("the workspace", now_text))
+        missing = " and ".join(side for side, text in sides if text is None)
+        return lines + [f"Not available: no `{PREDICTIONS}` in {missing} (the evaluate stage writes it), so "
+                        "nothing says whether the metrics below moved by more than chance.", ""]
+    try:
+        changes = image_changes(base_text, now_text)
+    except ValueError as error:
+        return lines + [f"Not available: `{PREDICTIONS}` is not readable ({error}).", ""]
+    if not changes:
+        return lines + ["Not available: no format has predictions on both sides.", ""]
+    lines += [f"Each format on the test images both sides scored: top-1 before and after, the images it now gets "
+              f"wrong (b) and now gets right (c), and the exact McNemar test on them: beyond chance when "
+              f"p ≤ {alpha:g}.", "",
+              "| Format | Images | Top-1 BASE → now (%) | b: right → wrong | c: wrong → right | p | Verdict |",
+              "|---|---:|---|---:|---:|---:|---|"]
+    for ch in changes:
+        top1 = f"{100 * ch.base_correct / ch.images:.1f} → {100 * ch.now_correct / ch.images:.1f}" if ch.images else "-"
+        lines.append(f"| {FORMATS[ch.name]} | {ch.images} | {top1} | {ch.b} | {ch.c} | {ch.p_value:.3g} | "
+                     f"{ch.verdict(alpha)} |")
     return lines + [""]
 
 
@@ -333,22 +482,27 @@ def _read_yaml(path: Path) -> dict | None:
 
 
 def render(base: str, base_sha: str, workspace: str, guards: list[Guard], params_md: str, metrics_md: str,
-           confusion: list[str]) -> str:
+           confusion: list[str], accuracy: list[str] = (), images: list[str] = ()) -> str:
     lines = [MARKER, f"## Metrics: `{base}` → workspace", "",
              f"BASE `{base}` (`{base_sha[:8]}`) compared with the workspace, {workspace}.", ""]
-    lines += guards_section(guards)
+    lines += guards_section(guards) + list(accuracy) + list(images)
     lines += ["### Params", "", params_md or "No params changed.", ""]
     lines += ["### Metrics", "", metrics_md or "No metrics changed.", ""]
     lines += confusion
     return "\n".join(lines).rstrip() + "\n"
 
 
-def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CELLS) -> tuple[str, list[Guard]]:
-    """(Markdown, guards) for the repository at `root` against revision `base`."""
+def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CELLS,
+                 alpha: float = ALPHA) -> tuple[str, list[Guard]]:
+    """(Markdown, guards) for the repository at `root` against revision `base`; `alpha` is the p-value
+    at or below which a paired test calls a difference beyond chance."""
     root = repo_root(root)
     sha = resolve_revision(root, base)
-    guards = check_guards(_read_yaml(root / PARAMS_FILE), _read_json(root / EVALUATE_METRICS),
-                          _read_json(root / PROFILE_METRICS))
+    evaluate = _read_json(root / EVALUATE_METRICS)
+    guards = check_guards(_read_yaml(root / PARAMS_FILE), evaluate, _read_json(root / PROFILE_METRICS), alpha)
+    now_predictions = root / PREDICTIONS
+    images = image_section(git_show(root, sha, PREDICTIONS),
+                           now_predictions.read_text(encoding="utf-8") if now_predictions.is_file() else None, alpha)
     base_csv = {name: git_show(root, sha, f"{CONFUSION_DIR}/{name}.csv") for name in FORMATS}
     now_csv = {}
     for name in FORMATS:
@@ -356,7 +510,8 @@ def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CEL
         now_csv[name] = path.read_text(encoding="utf-8") if path.is_file() else None
     # DVC gets the name as given (it heads its column) and resolves it as git did above.
     report = render(base, sha, workspace_label(root), guards, dvc_diff(root, "params", base, precision),
-                    dvc_diff(root, "metrics", base, precision), confusion_section(base_csv, now_csv, limit))
+                    dvc_diff(root, "metrics", base, precision), confusion_section(base_csv, now_csv, limit),
+                    accuracy_section(evaluate), images)
     return report, guards
 
 
@@ -370,10 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", type=int, default=4, help="digits after the point in metric values")
     parser.add_argument("--max-cells", type=int, default=MAX_CELLS,
                         help="changed confusion cells listed per format (largest changes first)")
-    parser.add_argument("--fail-on-guard", action="store_true", help="exit 1 when a guard is crossed")
+    parser.add_argument("--fail-on-guard", action="store_true",
+                        help="exit 1 when a guard is crossed beyond chance (not on one within noise)")
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help="p-value at or below which a paired test calls a difference beyond chance "
+                             "(default %(default)s; 1 fails on every crossed limit)")
     args = parser.parse_args(argv)
+    if not 0 <= args.alpha <= 1:
+        parser.error(f"--alpha must be within 0..1, got {args.alpha}")
     try:
-        report, guards = build_report(args.repo, args.base, args.precision, args.max_cells)
+        report, guards = build_report(args.repo, args.base, args.precision, args.max_cells, args.alpha)
     except ReportError as error:
         print(f"pr_report: {error}", file=sys.stderr)
         return 2
@@ -381,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report, encoding="utf-8")
     sys.stdout.write(report)
-    crossed = [g.name for g in guards if g.crossed]
+    crossed = [g.name for g in guards if g.failed]
     if crossed and args.fail_on_guard:
         print(f"pr_report: guard crossed: {', '.join(crossed)}", file=sys.stderr)
         return 1

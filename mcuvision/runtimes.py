@@ -5,7 +5,13 @@ stage compares formats on the same decoded pixels.
 """
 from __future__ import annotations
 
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+
+SUFFIXES = (".tflite", ".onnx", ".keras")
 
 
 class TfliteRunner:
@@ -99,3 +105,57 @@ def keras_predict(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
 def agreement(reference: np.ndarray, other: np.ndarray) -> float:
     """Share of images whose top-1 class is the same in both."""
     return float(np.mean(reference.argmax(axis=1) == other.argmax(axis=1))) if len(reference) else float("nan")
+
+
+class UnsupportedModel(ValueError):
+    """Not a model file this project can run."""
+
+
+@dataclass
+class Predictor:
+    """uint8 pixels (N, res, res, 3) in, class probabilities (N, classes) out."""
+    path: Path
+    res: int
+    runtime: str
+    _predict: object
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._predict(images)
+
+
+def _load(path: Path, suffix: str, batch: int) -> Predictor:
+    if suffix == ".tflite":
+        runner = TfliteRunner(path.read_bytes(), batch=batch)
+        return Predictor(path, int(runner.input["shape"][1]), f"LiteRT ({runner.kernels})", runner.predict)
+    if suffix == ".onnx":
+        runner = OnnxRunner(str(path), batch=batch, exact_qdq=True)
+        shape = runner.session.get_inputs()[0].shape
+        return Predictor(path, int(shape[2] if runner.nchw else shape[1]), "onnxruntime", runner.predict)
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+        raise ValueError("not a Keras 3 archive (a .keras file is a zip)")
+    import keras
+
+    from .layers import Clip  # noqa: F401  (registers the layer so the file loads)
+
+    model = keras.models.load_model(path)
+    return Predictor(path, int(model.input_shape[1]), f"Keras {keras.__version__}",
+                     lambda images: keras_predict(model, images, batch))
+
+
+def load_predictor(path: Path, batch: int = 32) -> Predictor:
+    """A runner for a .tflite, .onnx or .keras file; QDQ ONNX runs without fused x86 int8 kernels.
+
+    Raises FileNotFoundError for a missing file, UnsupportedModel (one line naming the file and
+    the runtime's reason) for another suffix or a file its runtime cannot load.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UnsupportedModel(f"{path}: not a model this project runs (expected one of {', '.join(SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return _load(path, suffix, batch)
+    except Exception as error:  # each runtime raises its own types for a file it cannot read
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise UnsupportedModel(f"{path}: not a {suffix} model its runtime can load ({reason})") from error

@@ -22,8 +22,19 @@ class TensorInfo:
     zero_point: tuple[int, ...]
 
 
+class NotATfliteModel(ValueError):
+    """The bytes are not a TFLite flatbuffer."""
+
+
 def load(content: bytes) -> schema.ModelT:
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(content), 0))
+    """The parsed model; raises NotATfliteModel when `content` lacks TFLite's file identifier
+    ("TFL3" at bytes 4-8, the schema's file_identifier) or does not parse."""
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise NotATfliteModel("not a TFLite model (no TFL3 file identifier)")
+    try:
+        return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(content), 0))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError... on a damaged file
+        raise NotATfliteModel(f"a damaged TFLite model ({type(error).__name__}: {error})"[:200]) from error
 
 
 def _tensor_info(tensor: schema.TensorT) -> TensorInfo:

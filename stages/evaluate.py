@@ -4,11 +4,15 @@
    format sees the same uint8 pixels.
 2. Run each model the pipeline made (float Keras, float ONNX, int8 TFLite on LiteRT, int8 QDQ
    ONNX and, when quantize made one, the int4/int8 QDQ ONNX on onnxruntime), batched, timed.
-3. Score: top-1 (top-k from 10 classes), macro and per-class precision/recall/F1, the drop
-   against float in points, and top-1 agreement with the float model.
-4. Write metrics/evaluate.json (keys like `int8_tflite.top1`, stable for `dvc metrics diff`) and
-   reports/evaluate/: confusion/<format>.csv (DVC's confusion plot), confusion_<format>.png,
-   per_class.csv.
+3. Score: top-1 with its 95% Wilson interval and n (top-k from 10 classes), macro and per-class
+   precision/recall/F1 (recall with its interval), the drop against float in points, and, paired on
+   the same images, agreement with the float model (with its interval) and the exact McNemar test
+   (mcuvision/stats.py says why these two and cites them).
+4. Write metrics/evaluate.json (keys like `int8_tflite.top1`, the same names in the model card and
+   the headline metrics) and reports/evaluate/: confusion/<format>.csv (DVC's confusion plot),
+   confusion_<format>.png, per_class.csv, predictions.csv (every image, every format: anyone can
+   recompute any figure) and throughput.json (images/s on this host: it moves with the machine's
+   load, so it is kept out of the accuracy figures).
 """
 from __future__ import annotations
 
@@ -30,7 +34,11 @@ from mcuvision.config.base import ConfigError, load_params  # noqa: E402
 from mcuvision.config.evaluate import EvaluateConfig  # noqa: E402
 from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.data import decode_all, read_split  # noqa: E402
-from mcuvision.formats import FORMATS, QUANTIZED, W4W8_MODEL_FILE, load_predictor  # noqa: E402
+from mcuvision.formats import FORMATS, QUANTIZED, W4W8_MODEL_FILE  # noqa: E402
+from mcuvision.runtimes import load_predictor  # noqa: E402
+from mcuvision.stats import INTERVAL, PAIRED_TEST, interval_text  # noqa: E402
+
+PREDICTIONS_FILE, THROUGHPUT_FILE = "predictions.csv", "throughput.json"
 
 
 
@@ -68,24 +76,51 @@ def predict_all(files: dict[str, Path], images: np.ndarray, batch: int) -> tuple
     return probs, speed
 
 
+def _rounded(figures: dict) -> dict:
+    # Fractions to 6 decimals keep the JSON stable; a p-value keeps 6 significant digits (it can be 1e-9).
+    return {k: _rounded(v) if isinstance(v, dict) else float(f"{v:.6g}") if k == "p_value"
+            else round(v, 6) for k, v in figures.items()}
+
+
 def score_all(probs: dict, labels: np.ndarray, classes: list[str], top_k: int) -> dict:
-    result = {name: {k: round(v, 6) for k, v in evaluation.scores(p, labels, classes, top_k).items()}
-              for name, p in probs.items()}
+    """Per format: scores (evaluation.scores); every other format paired with float on the same images
+    (agreement_with_float and its interval, mcnemar_vs_float); quantized ones their drop in points;
+    the int4/int8 model also against int8 QDQ, the model it replaces (drop_vs_int8_points, mcnemar_vs_int8)."""
+    result = {name: _rounded(evaluation.scores(p, labels, classes, top_k)) for name, p in probs.items()}
+    predicted = {name: p.argmax(axis=1) for name, p in probs.items()}
     float_top1 = result["float_keras"]["top1"]
     for name in probs:
         if name != "float_keras":
-            same = probs[name].argmax(1) == probs["float_keras"].argmax(1)
-            result[name]["agreement_with_float"] = round(float(np.mean(same)), 6)  # held_out is never empty
+            vs = _rounded(evaluation.paired(predicted["float_keras"], predicted[name], labels))
+            result[name].update(agreement_with_float=vs["agreement"], agreement_with_float_low=vs["agreement_low"],
+                                agreement_with_float_high=vs["agreement_high"], mcnemar_vs_float=vs["mcnemar"])
         if name in QUANTIZED:
             result[name]["drop_points"] = round(100 * (result[name]["top1"] - float_top1), 4)
     if "w4w8_qdq_onnx" in result:
-        result["w4w8_qdq_onnx"]["drop_vs_int8_points"] = round(
-            100 * (result["w4w8_qdq_onnx"]["top1"] - result["int8_qdq_onnx"]["top1"]), 4)
+        w4w8 = result["w4w8_qdq_onnx"]
+        w4w8["drop_vs_int8_points"] = round(100 * (w4w8["top1"] - result["int8_qdq_onnx"]["top1"]), 4)
+        w4w8["mcnemar_vs_int8"] = _rounded(
+            evaluation.paired(predicted["int8_qdq_onnx"], predicted["w4w8_qdq_onnx"], labels)["mcnemar"])
     return result
 
 
-def write_reports(out: Path, probs: dict, labels: np.ndarray, classes: list[str]) -> None:
+def predictions_table(paths: list[str], labels: np.ndarray, probs: dict, classes: list[str]) -> pd.DataFrame:
+    """One row per image: path (as in the manifest), label, then per format `<format>_predicted` (class
+    name) and `<format>_confidence` (the probability it gives that class, 0..1), formats in `probs` order."""
+    names = np.asarray(classes, dtype=object)
+    table = {"path": paths, "label": names[labels]}
+    for name, p in probs.items():
+        table[f"{name}_predicted"] = names[p.argmax(axis=1)]
+        table[f"{name}_confidence"] = p.max(axis=1)
+    return pd.DataFrame(table)
+
+
+def write_reports(out: Path, probs: dict, labels: np.ndarray, classes: list[str], paths: list[str],
+                  throughput: dict) -> None:
     with atomic_dir(out) as tmp:
+        predictions_table(paths, labels, probs, classes).to_csv(tmp / PREDICTIONS_FILE, index=False,
+                                                                float_format="%.6f")
+        write_json(tmp / THROUGHPUT_FILE, throughput)
         (tmp / "confusion").mkdir()
         tables = []
         for name, p in probs.items():
@@ -94,7 +129,8 @@ def write_reports(out: Path, probs: dict, labels: np.ndarray, classes: list[str]
             evaluation.plot_confusion(evaluation.confusion(predicted, labels, classes), classes,
                                       f"{FORMATS[name]}: confusion", tmp / f"confusion_{name}.png")
             tables.append(evaluation.per_class(predicted, labels, classes).assign(format=name))
-        per_class = pd.concat(tables)[["format", "class", "precision", "recall", "f1", "support"]]
+        per_class = pd.concat(tables)[["format", "class", "precision", "recall", "recall_low", "recall_high",
+                                       "f1", "support"]]
         per_class.round(4).to_csv(tmp / "per_class.csv", index=False)
 
 
@@ -102,13 +138,16 @@ def run(config: EvaluateConfig, model_config: ModelConfig, files: dict[str, Path
         raw: Path, classes: list[str], metrics_out: Path, reports_out: Path) -> dict:
     manifest = pd.read_csv(manifest_path)
     split_name, split = held_out(manifest, raw, config.split)
-    images = decode_all(split.paths, model_config.res, model_config.interpolation)
+    images = decode_all(split.paths, model_config.res, model_config.interpolation, split.orientations)
     print(f"evaluate: {len(images)} {split_name} images, {len(files)} formats", flush=True)
     probs, speed = predict_all(files, images, config.batch_size)
     result = score_all(probs, split.labels, classes, config.top_k)
     metrics = {"split": split_name, "images": int(len(images)), "num_classes": len(classes),
-               **{name: {**result[name], **speed[name]} for name in probs}}
-    write_reports(reports_out, probs, split.labels, classes)
+               "interval": INTERVAL, "paired_test": PAIRED_TEST, **result}
+    throughput = {"split": split_name, "images": int(len(images)), "batch_size": config.batch_size, **speed}
+    # Paths as the manifest has them (relative to data/raw): the same image lines up across commits.
+    paths = [Path(p).relative_to(raw).as_posix() for p in split.paths]
+    write_reports(reports_out, probs, split.labels, classes, paths, throughput)
     write_json(metrics_out, metrics)
     return metrics
 
@@ -126,7 +165,9 @@ def main() -> None:
                       args.manifest, args.raw, classes, args.metrics, args.reports)
     except ConfigError as error:
         sys.exit(f"evaluate failed: {error}")
-    print("evaluate: " + "; ".join(f"{FORMATS[n]} top-1 {metrics[n]['top1']:.4f}" for n in FORMATS if n in metrics))
+    shown = {n: metrics[n] for n in FORMATS if n in metrics}
+    print("evaluate: top-1 % (95% interval): " + "; ".join(
+        f"{FORMATS[n]} {interval_text(m['top1'], m['top1_low'], m['top1_high'], m['n'])}" for n, m in shown.items()))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 Files are named in ST's model-zoo convention (st_efficientnetlcv1_{res}_tfs_...), with
 labels.txt, a metadata JSON (classes, preprocessing, I/O types, quantization, provenance),
-the int8 TFLite model as C source + header, and SHA256SUMS over all of them.
+the int8 TFLite model as C source + header, the model's one custom Keras layer as a file of its
+own with a README that says how to load each model, and SHA256SUMS over all of them.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import io
 import json
 import zipfile
@@ -35,6 +37,34 @@ def artifact_names(res: int, w4w8: dict | None = None) -> dict[str, str]:
     return names
 
 
+# The custom layer's source, copied beside the .keras model: found, not imported (no TensorFlow here).
+LAYERS_SOURCE = Path(importlib.util.find_spec("mcuvision.layers").origin)
+LAYERS_FILE = "mcuvision_layers.py"
+
+
+def readme(names: dict, classes: list[str], res: int) -> str:
+    """artifacts/README.md: what each file is and the lines that load it, without this project."""
+    stem = LAYERS_FILE.removesuffix(".py")
+    return f"""# ST EfficientNet LC v1, {res}x{res}, {len(classes)} classes
+
+Classes, in output order: `labels.txt`. Input: RGB pixels 0..255, {res}x{res}, not normalized
+(every model divides by 255 itself). Details and provenance: `metadata.json`.
+
+- `{names['tflite']}`: int8, uint8 input, for TFLite Micro / STM32 (also as C source: `{names['c_name']}.c/.h`).
+- `{names['qdq']}`: int8 QDQ ONNX; `{names['onnx']}`: float ONNX. `onnxruntime.InferenceSession(path)`.
+- `{names['keras']}`: float Keras 3. Its squeeze-and-excitation clip is a custom layer, defined
+  in `{LAYERS_FILE}` (needs only Keras). From this folder:
+
+```python
+import keras
+import {stem}  # registers the layer
+model = keras.models.load_model("{names['keras']}")  # safe mode, no other code needed
+```
+
+`SHA256SUMS`: `sha256sum -c SHA256SUMS` checks every file.
+"""
+
+
 def keras_params(keras_path: Path) -> int:
     """Parameter count of a .keras file, as Keras' count_params gives it, without loading TensorFlow.
 
@@ -55,7 +85,9 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, params: i
     quant = lambda t: {"scale": t.scale[0], "zero_point": t.zero_point[0]} if t.scale else None  # noqa: E731
     return {
         "model": "ST EfficientNet LC v1", "files": {k: v for k, v in names.items() if k != "c_name"},
-        "classes": classes, "num_classes": len(classes), "resolution": [res, res], "parameter_count": params,
+        "classes": classes, "num_classes": len(classes),
+        "keras_custom_objects": {"mcuvision>Clip": f"{LAYERS_FILE}: import it before keras.models.load_model"},
+        "resolution": [res, res], "parameter_count": params,
         "preprocessing": {
             "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
             "resize": f"{model_config.interpolation}, to {res}x{res}", "interpolation": model_config.interpolation,
@@ -85,6 +117,8 @@ def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, keras_pa
         for key, src in models.items():
             shutil.copyfile(src, tmp / names[key])
         (tmp / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+        shutil.copyfile(LAYERS_SOURCE, tmp / LAYERS_FILE)
+        (tmp / "README.md").write_text(readme(names, classes, res), encoding="utf-8")
         source = json.loads(source_record.read_text(encoding="utf-8"))
         info = metadata(names, res, classes, tflite, keras_params(keras_path), model_config, quantize, source, seed)
         (tmp / "metadata.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

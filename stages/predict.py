@@ -8,7 +8,7 @@ This command is what a user runs next, on photos of their own:
 It is not a DVC stage (nothing in dvc.yaml runs it); it lives in stages/ so that it is run the
 same way as the rest of the project.
 
-- Any exported format: int8 TFLite, float or QDQ ONNX, .keras (mcuvision.formats.load_predictor).
+- Any exported format: int8 TFLite, float or QDQ ONNX, .keras (mcuvision.runtimes.load_predictor).
 - Preprocessing is exactly the training pipeline's (mcuvision.data.decode): TensorFlow decodes,
   resizes to the model's side with the model's interpolation, uint8 pixels in. A different
   resize method shifts the predictions, so the interpolation comes from --interpolation, else
@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mcuvision.config.model import INTERPOLATIONS
-from mcuvision.formats import Predictor, UnsupportedModel, load_predictor
+from mcuvision.runtimes import Predictor, UnsupportedModel, load_predictor
 from mcuvision.images import DECODABLE_FORMATS
 from mcuvision.sources import IMAGE_SUFFIXES, is_junk
 
@@ -253,16 +253,17 @@ def _decode_batch(paths: list[Path], res: int, interpolation: str) -> tuple[list
     JPEG opens fine), decode one by one to name it and keep the others."""
     import tensorflow as tf
 
-    from mcuvision.data import decode, decode_all
+    from mcuvision.data import decode, decode_all, file_orientations
 
+    orientations = file_orientations([str(p) for p in paths])  # EXIF, applied as in training
     try:
-        return paths, decode_all([str(p) for p in paths], res, interpolation), []
+        return paths, decode_all([str(p) for p in paths], res, interpolation, orientations), []
     except tf.errors.OpError:
         pass
     good, images, failures = [], [], []
-    for path in paths:
+    for path, orientation in zip(paths, orientations):
         try:
-            images.append(decode(tf.constant(str(path)), res, interpolation).numpy())
+            images.append(decode(tf.constant(str(path)), res, interpolation, orientation).numpy())
             good.append(path)
         except tf.errors.OpError as error:
             failures.append(Failure(str(path), _tf_reason(error)))

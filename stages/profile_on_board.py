@@ -3,15 +3,16 @@
 No board is attached to this machine. What can be measured exactly off the board is measured with
 the real microcontroller runtime; the rest is estimated with a documented, checked model, and
 labelled so:
-1. Graph (computed): MACC per layer, weights flash (constant tensors), the lower bound on
-   activation RAM (peak of simultaneously live activations over the op order).
+1. Graph (computed): MACC per layer and per kind of work, weights flash (constant tensors), the
+   whole-tensor peak for this op order (simultaneously live whole activation tensors).
 2. TFLite Micro (measured): arena head (planned activations), tail (persistent) and total, and
    the smallest arena that allocates and runs, by bisection (each probe a child process).
 3. Host latency (measured on this host): LiteRT 1 thread, TFLite Micro, onnxruntime 1 thread on
    the QDQ ONNX model; median and spread of single-image runs.
-4. Boards (estimated): inference time from each conf/board file's latency model (calibrated on the
-   seed card, with its error on the calibration points), RAM and flash fit with margins; the
-   optional ST Edge AI Core backend when the selected board asks for it.
+4. Boards (estimated): inference time from the per-kind latency model where a board has one
+   (board_latency.json) or the board file's one coefficient, each with its leave-one-out error;
+   RAM fit per runtime (TFLite Micro; ST Edge AI Core when its report exists) and flash fit with
+   margins; the optional ST Edge AI Core backend when the selected board asks for it.
 
 Pipeline: `--tflite --qdq --boards --metrics --report` (paths from dvc.yaml); the selected board
 is params.yaml's `board` section, and every file in `--boards` is estimated too.
@@ -38,7 +39,7 @@ from mcuvision.config.base import ConfigError, load_params  # noqa: E402
 from mcuvision.config.board import BoardConfig, load_board_dir  # noqa: E402
 from mcuvision.formats import W4W8_MODEL_FILE  # noqa: E402
 from mcuvision.profiling import boards as board_model  # noqa: E402
-from mcuvision.profiling import latency, liveness, macc, report, stedgeai, tflm  # noqa: E402
+from mcuvision.profiling import board_latency, latency, liveness, macc, report, stedgeai, tflm  # noqa: E402
 
 PROJECT_BOARDS = Path(__file__).resolve().parents[1] / "conf" / "board"
 
@@ -52,16 +53,17 @@ def _version(package: str) -> str:
 
 def activation_ram(model_path: Path, graph, invokes: int) -> dict:
     measured = tflm.measure(model_path, invokes=invokes)
-    bound = liveness.peak(graph)
-    gap = measured["head_bytes"] - bound["peak_bytes"]
+    peak = liveness.peak(graph)
+    gap = measured["head_bytes"] - peak["peak_bytes"]
     return {**{k: v for k, v in measured.items() if k != "invoke_times_s"},
-            "lower_bound_bytes": bound["peak_bytes"], "lower_bound_aligned_bytes": bound["peak_aligned_bytes"],
-            "peak_op_index": bound["peak_op_index"], "peak_op": bound["peak_op"],
-            "head_over_lower_bound_bytes": gap,
-            "head_over_lower_bound_pct": round(100.0 * gap / bound["peak_bytes"], 3) if bound["peak_bytes"] else 0.0,
+            "whole_tensor_peak_bytes": peak["peak_bytes"], "whole_tensor_peak_aligned_bytes": peak["peak_aligned_bytes"],
+            "peak_op_index": peak["peak_op_index"], "peak_op": peak["peak_op"],
+            "head_over_whole_tensor_peak_bytes": gap,
+            "head_over_whole_tensor_peak_pct": round(100.0 * gap / peak["peak_bytes"], 3) if peak["peak_bytes"] else 0.0,
             "how": ("head/tail/total: TFLite Micro RecordingMicroAllocator report with a generous arena; "
                     "minimal: bisection on arena_size, allocate + one invoke per probe in a child process; "
-                    "lower bound: peak of live activation bytes over the op order, from the flatbuffer")
+                    "whole-tensor peak: most bytes of whole activation tensors live at once over the op order, "
+                    "from the flatbuffer")
             }, measured["invoke_times_s"]
 
 
@@ -79,6 +81,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
     print(f"profile: {tflite_path}: TFLite Micro arena and bisection", flush=True)
     ram, tflm_times = activation_ram(tflite_path, graph, invokes=repeats + 1)
     counts = macc.count(graph)
+    work = board_latency.work(graph)
     weights = tflite_graph.weights_bytes(graph)
     print("profile: host latency (LiteRT, TFLite Micro, onnxruntime)", flush=True)
     result = {
@@ -91,7 +94,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
             "file_bytes": len(content), "weights_bytes": weights,
             "input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape)},
             "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
-            "activation_ram": ram, "macc": counts,
+            "activation_ram": ram, "macc": counts, "work": work,
             "latency": {"litert_1_thread": latency.litert(content, repeats),
                         "tflite_micro": latency.tflite_micro(tflm_times)},
         },
@@ -103,11 +106,12 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
     result["board"] = selected
     result["boards"] = {}
     for name, board in boards.items():
-        estimate = board_model.estimate(board, counts["total"], ram["total_bytes"], weights)
-        estimate["selected"] = name == selected
+        vendor = None
         if name == selected and board.vendor_backend == "stedgeai":
             with tempfile.TemporaryDirectory() as tmp:
-                estimate["vendor"] = stedgeai.run(tflite_path, board.stedgeai_target, Path(tmp))
+                vendor = stedgeai.run(tflite_path, board.stedgeai_target, Path(tmp))
+        estimate = board_model.estimate(board, counts["total"], ram["total_bytes"], weights, work, vendor)
+        estimate["selected"] = name == selected
         result["boards"][name] = estimate
     return result
 
@@ -129,11 +133,15 @@ def _summary(result: dict) -> str:
     t = result["int8_tflite"]
     ram = t["activation_ram"]
     sel = result["boards"][result["board"]]
+    error = sel["latency_error"]
+    bar = f" ±{error['median_abs_pct']:.1f}% (leave-one-out median)" if error else " (uncalibrated)"
+    st = sel["ram_fit_by_runtime"]["stedgeai"]["fits"]
     return (f"profile: MACC {t['macc']['total']:,}, weights {t['weights_bytes']} B, TFLite Micro head "
             f"{ram['head_bytes']} B / tail {ram['tail_bytes']} B / minimal {ram['minimal_arena_bytes']} B "
-            f"(lower bound {ram['lower_bound_bytes']} B); {sel['display_name']}: ~{sel['estimated_ms']:.1f} ms "
-            f"(estimated), fits RAM {sel['fits_ram']} ({sel['ram_margin_kib']:+.1f} KiB), fits flash "
-            f"{sel['fits_flash']} ({sel['flash_margin_kib']:+.1f} KiB)")
+            f"(whole-tensor peak {ram['whole_tensor_peak_bytes']} B); {sel['display_name']}: "
+            f"~{sel['estimated_ms']:.1f} ms{bar} (estimated), fits RAM with TFLite Micro {sel['fits_ram']} "
+            f"({sel['ram_margin_kib']:+.1f} KiB), with ST Edge AI Core {'not modelled' if st is None else st}, "
+            f"fits flash {sel['fits_flash']} ({sel['flash_margin_kib']:+.1f} KiB)")
 
 
 def main() -> None:
@@ -152,6 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    model = args.model if args.model is not None else args.tflite
     try:
         if args.model is not None:
             if (args.board is None) == (args.board_file is None):
@@ -171,8 +180,15 @@ def main() -> None:
                 parser.error(f"pipeline use needs {', '.join(missing)} (or --model PATH --board NAME standalone)")
             board = BoardConfig.from_params(load_params())
             result = run(board, args.tflite, args.qdq, args.boards, args.metrics, args.report, args.repeats, args.w4w8)
-    except (ConfigError, tflm.TflmError, stedgeai.VendorBackendError) as error:
-        sys.exit(f"profile_on_board failed: {error}")
+    except (ConfigError, tflm.TflmError, stedgeai.VendorBackendError, tflite_graph.NotATfliteModel,
+            FileNotFoundError) as error:
+        # A user's mistake (a path, a file, an op the runtime lacks): one line, exit status 2.
+        if isinstance(error, tflite_graph.NotATfliteModel):
+            error = f"{model}: {error}"
+        elif isinstance(error, FileNotFoundError):
+            error = f"{error.filename or error}: no such file"
+        print(f"profile_on_board failed: {error}", file=sys.stderr)
+        sys.exit(2)
     print(_summary(result))
 
 

@@ -31,7 +31,7 @@ from mcuvision.config.model import ModelConfig  # noqa: E402
 from mcuvision.config.quantize import QuantizeConfig  # noqa: E402
 from mcuvision.data import decode_all, read_split  # noqa: E402
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE  # noqa: E402
-from mcuvision.model import Clip  # noqa: E402,F401  (registers the layer for loading)
+from mcuvision.layers import Clip  # noqa: E402,F401  (registers the layer for loading)
 from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes  # noqa: E402
 from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx  # noqa: E402
 from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict  # noqa: E402
@@ -124,7 +124,7 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path
             tmp.write_bytes(payload)
 
     val_split = read_split(manifest, raw, "val")
-    validation = decode_all(val_split.paths, res, interpolation)
+    validation = decode_all(val_split.paths, res, interpolation, val_split.orientations)
     reference = keras_predict(model, validation)
     float_onnx_probs = OnnxRunner(str(onnx_out)).predict(validation)
     qdq_probs = OnnxRunner(str(qdq_out), exact_qdq=True).predict(validation)

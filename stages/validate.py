@@ -8,7 +8,8 @@
    (stratified per class, or ST's seeded rule); warn, naming it, on a class absent from a split.
 4. Run the expectation suite; write its results, Data Docs and metrics/validate.json.
 5. Stop on critical findings, naming the files and classes; otherwise drop identical images
-   from all but one split and write the manifest.
+   from all but one split, gather near-duplicates (perceptual hashes) into one split, and write
+   the manifest, with each file's EXIF orientation (applied by every stage that decodes).
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from mcuvision.config.dataset import DatasetConfig
 from mcuvision.expectations import Finding, run_suite, structural_problems
 from mcuvision.images import inspect_files
 from mcuvision.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
-from mcuvision.splits import SPLIT_ORDER, assign_splits, drop_cross_split_duplicates, missing_splits
+from mcuvision.splits import (SPLIT_ORDER, assign_splits, drop_cross_split_duplicates,
+                              gather_near_duplicates, missing_splits, near_duplicate_pairs)
 
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "sha256", "width", "height",
-                    "mode", "format", "bytes"]
+                    "mode", "format", "bytes", "orientation"]
+NEAR_DUPLICATES_CSV = "near_duplicates.csv"
 
 
 class ValidationFailed(RuntimeError):
@@ -59,6 +62,28 @@ def split_coverage(rows: pd.DataFrame, classes: list[str]) -> Finding:
                    unexpected_count=len(missing), files=[],
                    names=[f"{c} (no {' or '.join(s)} image)" for c, s in missing.items()],
                    observed={c: s for c, s in missing.items()})
+
+
+def gather_near_copies(kept: pd.DataFrame, max_distance: int | None, csv: Path) -> tuple[pd.DataFrame, dict]:
+    """Near-duplicate pairs of `kept` into `csv` (path_a, path_b, their splits before the move,
+    dHash and pHash distances); each group moved into its first split. Returns (rows with the new
+    splits, {"pairs", "cross_split_pairs", "moved"})."""
+    columns = ["path_a", "path_b", "split_a", "split_b", "dhash_distance", "phash_distance"]
+    pairs = (near_duplicate_pairs(kept, max_distance) if max_distance is not None
+             else pd.DataFrame(columns=["a", "b", "dhash_distance", "phash_distance"]))
+    table = pd.DataFrame({"path_a": kept.loc[pairs["a"], "path"].to_numpy(),
+                          "path_b": kept.loc[pairs["b"], "path"].to_numpy(),
+                          "split_a": kept.loc[pairs["a"], "split"].to_numpy(),
+                          "split_b": kept.loc[pairs["b"], "split"].to_numpy(),
+                          "dhash_distance": pairs["dhash_distance"].to_numpy(),
+                          "phash_distance": pairs["phash_distance"].to_numpy()}, columns=columns)
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    split, moved = gather_near_duplicates(kept, pairs)
+    kept = kept.assign(split=split)
+    return kept, {"pairs": int(len(table)), "cross_split_pairs": int((table["split_a"] != table["split_b"]).sum()),
+                  "moved": int(moved.sum()), "moved_files": kept.loc[moved, "path"].tolist(),
+                  "max_distance": max_distance}
 
 
 def split_counts(rows: pd.DataFrame, classes: list[str]) -> dict:
@@ -104,6 +129,7 @@ def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Pa
     findings, gx_result = run_suite(rows, classes, config.checks, reports / "data_docs")
     write_json(reports / "expectations.json", gx_result)
     kept, dropped = drop_cross_split_duplicates(rows)
+    kept, near = gather_near_copies(kept, config.checks.near_duplicate_distance, reports / NEAR_DUPLICATES_CSV)
     findings.append(split_coverage(kept, classes))  # after the drop, which can empty a class's split
     with atomic_path(reports / "dropped_duplicates.csv") as tmp:
         dropped[["path", "label", "split", "sha256"]].to_csv(tmp, index=False)
@@ -114,6 +140,8 @@ def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Pa
         "splits": {s: int((kept["split"] == s).sum()) for s in SPLIT_ORDER},
         "per_class": split_counts(kept, classes),
         "dropped_duplicates": int(len(dropped)),
+        "near_duplicates": near,
+        "exif_oriented": rows.loc[rows["orientation"] != 1, "path"].tolist(),
         "split_rule": config.split.rule,
         "skipped_by_ingest": record.get("skipped"),
         "skipped": skipped.as_dict(),
@@ -151,6 +179,15 @@ def main() -> None:
                  f"{issue['unexpected_count']} rows {', '.join(issue['files'][:5])}"
                  f"{' ...' if len(issue['files']) > 5 else ''}" if issue["files"] else ""]
         print(f"validate: warning: {issue['check']}: {'; '.join(p for p in parts if p)}")
+    near = summary["near_duplicates"]
+    if near["pairs"]:
+        print(f"validate: {near['pairs']} near-duplicate pairs ({near['cross_split_pairs']} across splits); "
+              f"{near['moved']} images moved into their copy's split: {', '.join(near['moved_files'][:5])}"
+              f"{' ...' if near['moved'] > 5 else ''} ({args.reports / NEAR_DUPLICATES_CSV})")
+    oriented = summary["exif_oriented"]
+    if oriented:
+        print(f"validate: {len(oriented)} images turned by their EXIF orientation, as a photo viewer shows "
+              f"them: {', '.join(oriented[:5])}{' ...' if len(oriented) > 5 else ''}")
     print(f"validate: {summary['images']} images, {summary['classes']} classes, splits {summary['splits']}, "
           f"{summary['dropped_duplicates']} duplicates dropped -> {args.manifest}")
 

@@ -15,6 +15,7 @@ from mcuvision.config.evaluate import EvaluateConfig
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx
+from mcuvision.stats import mcnemar_exact, wilson_interval
 from stages import evaluate
 
 CLASSES = ["red", "green", "blue"]
@@ -110,12 +111,47 @@ def test_every_format_scores_the_known_accuracy(colour_run):
     assert metrics["split"] == "test" and metrics["images"] == 18
     assert set(metrics) >= {"float_keras", "float_onnx", "int8_tflite", "int8_qdq_onnx"}
     assert "w4w8_qdq_onnx" not in metrics  # quantize made none
+    low, high = wilson_interval(15, 18)
     for name in ("float_keras", "float_onnx", "int8_tflite", "int8_qdq_onnx"):
         assert metrics[name]["top1"] == pytest.approx(15 / 18), name
-        assert metrics[name]["images_per_s"] > 0
+        assert metrics[name]["n"] == 18 and "images_per_s" not in metrics[name] and "runtime" not in metrics[name]
+        assert (metrics[name]["top1_low"], metrics[name]["top1_high"]) == pytest.approx((low, high), abs=1e-6)
     for name in ("int8_tflite", "int8_qdq_onnx"):
         assert metrics[name]["drop_points"] == 0.0 and metrics[name]["agreement_with_float"] == 1.0
+        # Same predictions as float: no discordant image, nothing to test.
+        assert metrics[name]["mcnemar_vs_float"] == {"b": 0, "c": 0, "p_value": 1.0}
+        assert metrics[name]["agreement_with_float_low"] == pytest.approx(18 / (18 + 1.959964 ** 2), abs=1e-5)
+    assert "Wilson" in metrics["interval"] and "McNemar" in metrics["paired_test"]
     assert json.loads((tmp / "evaluate.json").read_text()) == json.loads(json.dumps(metrics))
+
+
+def test_throughput_is_a_report_not_a_metric(colour_run):
+    tmp, metrics = colour_run
+    throughput = json.loads((tmp / "reports" / "throughput.json").read_text())
+    assert throughput["images"] == 18 and throughput["split"] == "test"
+    for name in ("float_keras", "float_onnx", "int8_tflite", "int8_qdq_onnx"):
+        assert throughput[name]["images_per_s"] > 0 and throughput[name]["runtime"], name
+    assert "images_per_s" not in json.dumps(metrics)
+
+
+def test_predictions_file_recomputes_every_figure(colour_run):
+    tmp, metrics = colour_run
+    table = pd.read_csv(tmp / "reports" / "predictions.csv")
+    formats = ["float_keras", "float_onnx", "int8_tflite", "int8_qdq_onnx"]
+    assert list(table.columns) == ["path", "label"] + [f"{f}_{c}" for f in formats for c in ("predicted", "confidence")]
+    assert len(table) == 18
+    # Paths as the manifest has them, relative to data/raw, so two commits line up image by image.
+    assert table.path.iloc[0] == "red/2.png" and not table.path.str.startswith("/").any()
+    assert (table.label == "green").sum() == 6 + 3  # 3 reds labelled green
+    red_as_green = table[table.path.isin(["red/5.png", "red/6.png", "red/7.png"])]
+    assert (red_as_green.label == "green").all() and (red_as_green.float_keras_predicted == "red").all()
+    for name in formats:
+        right = table[f"{name}_predicted"] == table.label
+        assert right.mean() == pytest.approx(metrics[name]["top1"], abs=1e-6)
+        assert table[f"{name}_confidence"].between(1 / 3, 1).all()
+        if name != "float_keras":
+            floats_right = table.float_keras_predicted == table.label
+            assert mcnemar_exact(floats_right, right) == metrics[name]["mcnemar_vs_float"]
 
 
 def test_reports_hold_confusion_rows_pngs_and_per_class(colour_run):
@@ -130,6 +166,8 @@ def test_reports_hold_confusion_rows_pngs_and_per_class(colour_run):
     per_class = pd.read_csv(tmp / "reports" / "per_class.csv")
     red = per_class[(per_class.format == "int8_tflite") & (per_class["class"] == "red")].iloc[0]
     assert red.precision == pytest.approx(3 / 6) and red.recall == 1.0 and red.support == 3
+    # 3 of 3 found: Wilson's (3 / (3 + z²), 1), to the 4 decimals the CSV keeps.
+    assert red.recall_low == pytest.approx(3 / (3 + 1.959964 ** 2), abs=1e-4) and red.recall_high == 1.0
 
 
 def test_a_dataset_without_test_split_scores_validation(tmp_path):

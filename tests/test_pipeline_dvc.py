@@ -1,6 +1,8 @@
 """End to end through the real DVC CLI, in a fresh git clone of the project."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from mcuvision.stats import interval_text
 
 pytestmark = pytest.mark.slow
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
@@ -62,9 +65,23 @@ def test_repro_then_noop(clone):
     assert (clone / "artifacts" / "st_efficientnetlcv1_32_tfs_int8.tflite").is_file()
     assert (clone / "artifacts" / "SHA256SUMS").is_file()
     evaluated = json.loads((clone / "metrics" / "evaluate.json").read_text())
-    assert evaluated["split"] == "test" and 0 <= evaluated["int8_tflite"]["top1"] <= 1
+    int8 = evaluated["int8_tflite"]
+    assert evaluated["split"] == "test" and 0 <= int8["top1_low"] <= int8["top1"] <= int8["top1_high"] <= 1
     card = (clone / "reports" / "model_card.md").read_text()
-    assert f"| {100 * evaluated['int8_tflite']['top1']:.2f} |" in card and "STM32H747I-DISCO" in card
+    assert f"| {interval_text(int8['top1'], int8['top1_low'], int8['top1_high'], int8['n'])} |" in card
+    assert "STM32H747I-DISCO" in card
+    predictions = (clone / "reports" / "evaluate" / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 1 + evaluated["images"] and predictions[0].startswith("path,label,float_keras_predicted")
+    assert "images_per_s" not in json.dumps(evaluated)
+    # `dvc exp show` leads with top-1 and has at most 30 metric columns (every stage's record gave 329):
+    # DVC reads one metrics file, and its columns open the table right after the 5 fixed ones.
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=clone).stdout)[""]["data"]
+    assert list(shown) == ["metrics/headline.json"]
+    headline = leaf_paths(shown["metrics/headline.json"]["data"])
+    header = next(csv.reader(io.StringIO(sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=clone).stdout)))
+    assert [c.split(":", 1)[-1] for c in header[5:5 + len(headline)]] == headline, header[:40]
+    assert headline[0] == "float_keras.top1" and len(headline) <= 30
+    print(f"dvc exp show: {len(headline)} metric columns of {len(header)}")
     assert f"{quantized['calibration_images']} calibration images" in card
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=clone).stdout)
     assert "Confusion, int8 TFLite" in plots["data"], list(plots["data"])
@@ -75,6 +92,13 @@ def test_repro_then_noop(clone):
     status = sh("dvc", "status", "--json", cwd=clone)
     assert json.loads(status.stdout) == {}
     print(f"no-op dvc repro: {elapsed:.2f} s")
+
+
+def leaf_paths(document, prefix: str = "") -> list[str]:
+    """Column names `dvc exp show` gives a metrics document: one per scalar, none for a list or null."""
+    if isinstance(document, dict):
+        return [p for k, v in document.items() for p in leaf_paths(v, f"{prefix}.{k}" if prefix else k)]
+    return [] if document is None or isinstance(document, list) else [prefix]
 
 
 def test_exp_run_switches_dataset(clone):

@@ -154,9 +154,9 @@ def test_report_between_two_commits(repos, tmp_path, capsys):
     row(guards, "`int8_tflite` top-1 drop", "-10.00", "**crossed**")
     row(guards, "`int8_tflite` agreement with float", "0.8500", "0.9000", "**crossed**")
     row(guards, "STM32H747I-DISCO: RAM fits", "530.5 KiB", "-18.5 KiB", "512.0 KiB", "**crossed**")
-    row(guards, "STM32H747I-DISCO: flash fits", "606.3 KiB", "| pass |")
-    row(guards, "`int8_qdq_onnx` top-1 drop", "-1.00", "| pass |")
-    row(guards, "`w4w8_qdq_onnx` top-1 drop", "+0.00 points vs int8 QDQ", "-1.50", "| pass |")
+    row(guards, "STM32H747I-DISCO: flash fits", "606.3 KiB", "| passed |")
+    row(guards, "`int8_qdq_onnx` top-1 drop", "-1.00", "| passed |")
+    row(guards, "`w4w8_qdq_onnx` top-1 drop", "+0.00 points vs int8 QDQ", "-1.50", "| passed |")
 
 
 def test_module_command_exit_codes(repos):
@@ -174,7 +174,7 @@ def test_nothing_crossed_and_nothing_changed_exits_zero(repos):
     done = sh(sys.executable, "-m", "mcuvision.pr_report", "--base", "HEAD", "--fail-on-guard",
               cwd=repos["clean"], check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "All guards pass." in done.stdout and "**crossed**" not in done.stdout
+    assert "All guards passed." in done.stdout and "**crossed**" not in done.stdout
     assert "No params changed." in done.stdout and "No metrics changed." in done.stdout
     assert done.stdout.count("No cell changed.") == 2  # float_keras and int8_tflite
 
@@ -212,6 +212,115 @@ def test_dvc_tables_are_sorted_and_empty_ones_dropped():
     assert pr_report.table_rows(header) == 0 and pr_report.table_rows(table) == 3
 
 
+# --- a real change and a noise-sized one, image by image --------------------------------------
+
+N_IMAGES = 60
+LABELS = ["daisy", "rose", "tulip"]
+BASE_WRONG = {"float_keras": set(range(48, 60)), "int8_tflite": set(range(47, 60))}  # 48 and 47 of 60 right
+
+
+def predictions_csv(wrong: dict[str, set[int]]) -> str:
+    """The evaluate stage's predictions.csv: format f misses exactly the images in wrong[f]."""
+    header = "path,label," + ",".join(f"{f}_predicted,{f}_confidence" for f in wrong)
+    rows = []
+    for i in range(N_IMAGES):
+        label, other = LABELS[i % 3], LABELS[(i + 1) % 3]
+        rows.append(f"{label}/{i}.jpg,{label}," + ",".join(f"{other if i in wrong[f] else label},0.9" for f in wrong))
+    return "\n".join([header, *rows]) + "\n"
+
+
+def scored_evaluate(int8_right: int, b: int, c: int, p_value: float) -> dict:
+    """metrics/evaluate.json for N_IMAGES images with int8 TFLite's paired test against float."""
+    evaluate = copy.deepcopy(EVALUATE)
+    for name in ("float_keras", "float_onnx", "int8_qdq_onnx"):
+        evaluate[name]["n"] = N_IMAGES
+    agreement = (N_IMAGES - b - c) / N_IMAGES
+    evaluate["int8_tflite"] = {"top1": int8_right / N_IMAGES, "n": N_IMAGES,
+                               "drop_points": 100 * (int8_right - 48) / N_IMAGES, "agreement_with_float": agreement,
+                               "mcnemar_vs_float": {"b": b, "c": c, "p_value": p_value}}
+    evaluate["int8_qdq_onnx"].update(drop_points=0.0, agreement_with_float=1.0)
+    return evaluate
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory) -> dict:
+    """One BASE commit, then two workspaces: `noise` (int8 TFLite swaps 3 images, its drop vs float
+    crosses the 3-point limit by chance) and `real` (int8 TFLite loses 15 more images)."""
+    base = tmp_path_factory.mktemp("verdicts") / "base"
+    base.mkdir()
+    sh("git", "init", "-q", cwd=base)
+    sh("dvc", "init", "-q", cwd=base)
+    (base / "dvc.yaml").write_text("metrics:\n  - metrics/evaluate.json\n")
+    write_numbers(base, PARAMS, scored_evaluate(47, 1, 0, 1.0), PROFILE, {})
+    (base / "reports" / "evaluate" / "predictions.csv").write_text(predictions_csv(BASE_WRONG), encoding="utf-8")
+    first = commit(base, "base")
+    out = {"first": first}
+    # noise: int8 now misses 45 and 46 and gets 50 right (b=2, c=1 against BASE); against float it has
+    # lost 4 and gained 1 on these 60 images (-5 points, McNemar p = 0.375), beyond the limit of 3.
+    # real: int8 also misses images 0-14 (b=15, c=0 against BASE; -26.7 points vs float, p = 2**-15).
+    cases = {"noise": (BASE_WRONG["int8_tflite"] - {50} | {45, 46}, scored_evaluate(45, 4, 1, 0.375)),
+             "real": (BASE_WRONG["int8_tflite"] | set(range(15)), scored_evaluate(32, 16, 0, 2 * 0.5 ** 16))}
+    for name, (int8_wrong, evaluate) in cases.items():
+        repo = base.parent / name
+        shutil.copytree(base, repo)
+        write_numbers(repo, PARAMS, evaluate, PROFILE, {})
+        (repo / "reports" / "evaluate" / "predictions.csv").write_text(
+            predictions_csv({**BASE_WRONG, "int8_tflite": int8_wrong}), encoding="utf-8")
+        commit(repo, name)
+        out[name] = repo
+    return out
+
+
+def report_of(repo: Path, base: str, *args: str) -> subprocess.CompletedProcess:
+    return sh(sys.executable, "-m", "mcuvision.pr_report", "--base", base, "--fail-on-guard", *args, cwd=repo,
+              check=False)
+
+
+def test_a_noise_sized_change_is_within_noise_and_does_not_fail(verdicts):
+    done = report_of(verdicts["noise"], verdicts["first"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    images = done.stdout.split("### BASE → workspace, image by image")[1].split("###")[0]
+    row(images, "Int8 TFLite (LiteRT)", "| 60 |", "78.3 → 76.7", "| 2 |", "| 1 |", "| 1 |", "within noise")
+    row(images, "Float (Keras)", "80.0 → 80.0", "no image changed")
+    guards = done.stdout.split("### Guards")[1].split("###")[0]
+    row(guards, "`int8_tflite` top-1 drop", "-5.00", "p=0.375 (b=4, c=1)", "| within noise |")
+    assert "No guard crossed. 1 within noise" in guards and "**crossed**" not in guards
+
+
+def test_a_real_change_is_beyond_chance_and_fails(verdicts):
+    done = report_of(verdicts["real"], verdicts["first"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    images = done.stdout.split("### BASE → workspace, image by image")[1].split("###")[0]
+    row(images, "Int8 TFLite (LiteRT)", "78.3 → 53.3", "| 15 |", "| 0 |", f"| {2 * 0.5 ** 15:.3g} |",
+        "**beyond chance**")
+    row(done.stdout.split("### Guards")[1], "`int8_tflite` top-1 drop", "-26.67", "**crossed**")
+    assert "`int8_tflite` top-1 drop" in done.stderr
+    # The significance level is the caller's: at 1e-6 the same change is called noise, at 1 any crossed limit fails.
+    assert report_of(verdicts["real"], verdicts["first"], "--alpha", "1e-6").returncode == 0
+    assert report_of(verdicts["noise"], verdicts["first"], "--alpha", "1").returncode == 1
+
+
+def test_the_workspace_accuracy_carries_intervals(verdicts):
+    repo = verdicts["noise"]
+    evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    evaluate["float_keras"].update(top1=18 / 45, top1_low=0.270249, top1_high=0.545481, n=45)
+    text = "\n".join(pr_report.accuracy_section(evaluate))
+    row(text, "Float (Keras)", "| 40.0 (27.0-54.5), n=45 |")
+    row(text, "Int8 TFLite (LiteRT)", "| -5.00 |", "p=0.375 (b=4, c=1)")
+
+
+def test_images_are_matched_by_path_and_label():
+    base = "path,label,int8_tflite_predicted\na.jpg,rose,rose\nb.jpg,rose,rose\nc.jpg,tulip,tulip\n"
+    # b.jpg was relabelled (a different test case), c.jpg left the split, d.jpg is new: only a.jpg is shared.
+    now = "path,label,int8_tflite_predicted\na.jpg,rose,tulip\nb.jpg,daisy,rose\nd.jpg,rose,rose\n"
+    (change,) = pr_report.image_changes(base, now)
+    assert (change.images, change.base_correct, change.now_correct, change.b, change.c) == (1, 1, 0, 1, 0)
+    assert change.verdict(0.05) == "within noise"
+    missing = "\n".join(pr_report.image_section(None, now))
+    assert "Not available: no `reports/evaluate/predictions.csv` in BASE" in missing
+    assert "is not readable" in "\n".join(pr_report.image_section("a,b\n1,2\n", now))
+
+
 # --- guards and confusion as data ------------------------------------------------------------
 
 def results(guards) -> dict[str, str]:
@@ -225,13 +334,21 @@ def test_guard_limits_are_inclusive_and_w4w8_is_held_to_int8():
     # far below float, but only 1.6 points below int8 QDQ: its own limit is 1.5
     evaluate["w4w8_qdq_onnx"] = {"drop_points": -4.61, "drop_vs_int8_points": -1.6, "agreement_with_float": 0.95}
     got = results(check_guards(PARAMS, evaluate, PROFILE))
-    assert got["`int8_tflite` top-1 drop"] == "pass"
-    assert got["`int8_tflite` agreement with float"] == "pass"
+    assert got["`int8_tflite` top-1 drop"] == "passed"
+    assert got["`int8_tflite` agreement with float"] == "passed"
     assert got["`int8_qdq_onnx` top-1 drop"] == "**crossed**"
     assert got["`int8_qdq_onnx` agreement with float"] == "**crossed**"
     assert got["`w4w8_qdq_onnx` top-1 drop"] == "**crossed**"
     evaluate["w4w8_qdq_onnx"]["drop_vs_int8_points"] = -1.4
-    assert results(check_guards(PARAMS, evaluate, PROFILE))["`w4w8_qdq_onnx` top-1 drop"] == "pass"
+    assert results(check_guards(PARAMS, evaluate, PROFILE))["`w4w8_qdq_onnx` top-1 drop"] == "passed"
+
+
+def test_agreement_below_its_limit_is_noise_on_few_images_and_crossed_on_many():
+    evaluate = copy.deepcopy(EVALUATE)
+    evaluate["int8_tflite"].update(agreement_with_float=0.85, n=20)    # 17 of 20: P(X <= 17 | 20, 0.9) = 0.32
+    assert results(check_guards(PARAMS, evaluate, PROFILE))["`int8_tflite` agreement with float"] == "within noise"
+    evaluate["int8_tflite"]["n"] = 1000                                 # 850 of 1000: p ~ 1e-7
+    assert results(check_guards(PARAMS, evaluate, PROFILE))["`int8_tflite` agreement with float"] == "**crossed**"
 
 
 @pytest.mark.parametrize("params, evaluate, profile, expected", [

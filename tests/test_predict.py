@@ -22,7 +22,7 @@ from PIL import Image
 
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.data import decode_all
-from mcuvision.formats import load_predictor
+from mcuvision.runtimes import load_predictor
 from stages import predict as P
 
 ROOT = Path(__file__).resolve().parents[1]

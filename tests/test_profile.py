@@ -1,4 +1,4 @@
-"""profile_on_board: MACC, weights flash, TFLite Micro arena vs the lower bound, bisection, boards, stedgeai.
+"""profile_on_board: MACC, weights flash, TFLite Micro arena vs the whole-tensor peak, bisection, boards, stedgeai.
 
 Fast tests use a small Keras model quantized in the test. The 5-class ST EfficientNet LC v1 checks
 (MACC at 128 and 224, weights flash) quantize untrained models whose BatchNorm moving statistics
@@ -27,7 +27,7 @@ from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.macc import count_macc
 from mcuvision.model import build_model
 from mcuvision.profiling import boards as board_model
-from mcuvision.profiling import liveness, macc, stedgeai, tflm
+from mcuvision.profiling import board_latency, liveness, macc, stedgeai, tflm
 from mcuvision.quantization import int8_tflite
 from stages import profile_on_board
 
@@ -59,7 +59,7 @@ def small(tmp_path_factory, base_params):
     """A small conv/depthwise/dense int8 model, uint8 in, like the pipeline's (seconds to convert).
 
     Note: adding a 1x1 conv after the depthwise one makes TFLite Micro's greedy planner plan
-    8192 B for a 6144 B lower bound (seen with this wheel); the profile reports such gaps.
+    8192 B for a 6144 B whole-tensor peak (seen with this wheel); the profile reports such gaps.
     """
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
@@ -102,6 +102,15 @@ def test_five_class_macc_matches_st_facts_and_the_keras_count(lc_v1, res, card):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("res", [128, 224])
+def test_five_class_work_is_the_count_the_latency_fit_keeps(lc_v1, res):
+    """board_latency.json keeps LC v1's work per kind; a change to the model or the count shows here."""
+    kept = next(p for p in board_latency.points_for("stm32h747i_disco")
+                if p["name"] == f"st_efficientnet_lc_v1_{res}_int8")
+    assert board_latency.work(tflite_graph.load(lc_v1[res][0].read_bytes())) == kept["work"]
+
+
+@pytest.mark.slow
 def test_five_class_weights_flash_matches_the_card(lc_v1):
     weights = tflite_graph.weights_bytes(tflite_graph.load(lc_v1[128][0].read_bytes()))
     assert abs(weights - 517_412) / 517_412 < 0.01, weights
@@ -118,9 +127,19 @@ def test_small_model_macc_by_hand(small):
     assert counted["total"] == count_macc(small[1])["total"]
 
 
-# --- TFLite Micro: head vs lower bound, bisection ------------------------------------------------
+def test_small_model_work_per_kind_by_hand(small):
+    work = board_latency.work(tflite_graph.load(small[0].read_bytes()))
+    # the 3x3 conv; the dense layer counts as pointwise; QUANTIZE (uint8 in) and MEAN elements
+    assert work["conv"] == 16 * 16 * 8 * 27 and work["depthwise"] == 16 * 16 * 8 * 9 and work["pointwise"] == 8 * 3
+    names = tflite_graph.operator_names(tflite_graph.load(small[0].read_bytes()))
+    assert "QUANTIZE" in names and "MEAN" in names
+    assert work["elementwise"] >= 32 * 32 * 3 + 16 * 16 * 8
+    assert work["ops"] == len([n for n in names if n not in ("RESHAPE", "SQUEEZE", "SHAPE")])
 
-def test_small_model_arena_head_equals_the_lower_bound(small):
+
+# --- TFLite Micro: head vs the whole-tensor peak, bisection --------------------------------------
+
+def test_small_model_arena_head_equals_the_whole_tensor_peak(small):
     path, _ = small
     measured = tflm.probe(path, 1 << 20)
     bound = liveness.peak(tflite_graph.load(path.read_bytes()))
@@ -148,7 +167,7 @@ def test_five_class_arena_at_128_matches_st_facts(lc_v1):
     measured = tflm.probe(path, 4 << 20)
     bound = liveness.peak(tflite_graph.load(path.read_bytes()))
     assert abs(measured["head"] / 1024 - 128.0) < 0.1, measured  # st_facts: 128.0 KiB
-    assert measured["head"] == bound["peak_bytes"]
+    assert measured["head"] == bound["peak_bytes"]  # the whole-tensor peak
     assert 85 * 1024 < measured["tail"] < 110 * 1024, measured  # st_facts: "about 103 KiB"
 
 
@@ -241,6 +260,28 @@ def test_stage_reports_latency_and_fit_for_every_board_file(staged):
     assert "measured (TFLite Micro" in text and "estimated (board model)" in text and "uncalibrated" in text
 
 
+def test_report_labels_say_what_each_figure_is(staged):
+    tmp, result = staged
+    text = (tmp / "profile.md").read_text()
+    assert "TFLite Micro arena (measured)" in text and "Whole-tensor peak for this op order (computed)" in text
+    assert "lower bound" not in text.lower() and "on the seed card's points" not in text
+    ram = result["int8_tflite"]["activation_ram"]
+    assert "whole_tensor_peak_bytes" in ram and not any("lower_bound" in k for k in ram)
+    h747 = result["boards"]["stm32h747i_disco"]
+    # every estimated time carries the leave-one-out error, and the architectures the fit has seen
+    row = next(line for line in text.splitlines() if line.startswith("| small.tflite") and "STM32H747I-DISCO" in line)
+    assert f"{h747['estimated_ms']:.2f} ±{h747['latency_error']['median_abs_pct']:.1f}%" in row
+    assert "leave-one-out median" in row and "SqueezeNet v1.1" in row and "ST EfficientNet LC v1" in row
+    f769 = next(line for line in text.splitlines() if line.startswith("| small.tflite") and "STM32F769I-DISCO" in line)
+    assert "one coefficient" in f769 and "not measured on other architectures" in f769
+    # RAM verdicts per runtime: ST Edge AI Core is not modelled without its report, never "no"
+    for b in result["boards"].values():
+        assert b["ram_fit_by_runtime"]["tflite_micro"]["fits"] == b["fits_ram"]
+        assert b["ram_fit_by_runtime"]["stedgeai"]["fits"] is None
+    assert "Fits with TFLite Micro (margin)" in text and "Fits with ST Edge AI Core (margin)" in text
+    assert "not modelled" in text
+
+
 def test_a_board_change_reruns_only_profile_on_board():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     readers = [name for name, s in stages.items()
@@ -304,7 +345,11 @@ def test_board_with_stedgeai_backend_uses_it(small, tmp_path, params, stand_in_s
     params["board"].update(vendor_backend="stedgeai", stedgeai_target="stm32h7")
     board = BoardConfig.from_params(params)
     result = profile_on_board.profile(small[0], None, {board.name: board}, board.name, repeats=1)
-    assert result["boards"][board.name]["vendor"]["activation_ram_bytes"] == 185356
+    b = result["boards"][board.name]
+    assert b["vendor"]["activation_ram_bytes"] == 185356
+    st = b["ram_fit_by_runtime"]["stedgeai"]
+    assert st["fits"] is True and st["needed_kib"] == round((185356 + 15974) / 1024, 2)
+    assert "ST Edge AI Core: ST Edge AI Core report" in profile_on_board.report.render(result)
 
 
 def test_stedgeai_backend_without_the_cli_fails_clearly(small, tmp_path, monkeypatch):

@@ -4,8 +4,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -165,3 +167,24 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
                     "-o", str(exe)], check=True)
     subprocess.run([str(exe)], cwd=tmp_path, check=True)
     assert (tmp_path / "out.bin").read_bytes() == out["tflite"].read_bytes()
+
+
+def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained, tmp_path):
+    """The README's lines, run in a fresh interpreter from the artifacts folder: the model loads in
+    safe mode without this project and gives the same outputs as the trained model."""
+    tmp, run, out = trained
+    export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, tmp / "float.keras", out["tflite"],
+               out["onnx"], out["qdq"], out["w4w8"], tmp / "train.json", run["raw"] / "SOURCE.json",
+               tmp_path / "artifacts")
+    art = tmp_path / "artifacts"
+    readme = (art / "README.md").read_text()
+    snippet = readme.split("```python\n")[1].split("```")[0]
+    pixels = np.random.RandomState(0).randint(0, 256, (4, 64, 64, 3)).astype(np.float32)
+    np.save(tmp_path / "pixels.npy", pixels)
+    check = (snippet + "import sys, numpy\n"
+             "assert not any(m == 'mcuvision' or m.startswith(('mcuvision.', 'stages')) for m in sys.modules), sys.modules\n"
+             f"numpy.save('probs.npy', model.predict(numpy.load({str(tmp_path / 'pixels.npy')!r}), verbose=0))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", check], cwd=art, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)
+    expected = keras.models.load_model(tmp / "float.keras").predict(pixels, verbose=0)
+    np.testing.assert_array_equal(np.load(art / "probs.npy"), expected)

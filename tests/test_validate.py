@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image, ImageEnhance
 
 from datasets import dataset_config, image_tree, jpeg_bytes
 from stages import ingest, validate
@@ -258,3 +259,75 @@ def test_validate_reports_the_litter_ingest_skipped(tmp_path):
     summary, manifest = run_validate(tmp_path, config)
     assert summary["skipped_by_ingest"]["files"] == 2 and len(summary["skipped_by_ingest"]["by_reason"]) == 2
     assert len(manifest) == 12 and not manifest["path"].str.contains("eaDir|Thumbs").any()
+
+
+def smooth_photo(seed: int, size: int = 96) -> Image.Image:
+    """A photo-like image: an 8x8 random colour field, smoothly enlarged (pixel noise has no stable
+    perceptual hash, and a 4x4 field too flat a spectrum for a stable pHash)."""
+    rng = np.random.RandomState(seed)
+    return Image.fromarray(rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
+
+
+def test_near_duplicates_are_reported_and_gathered_in_one_split(tmp_path):
+    src = tmp_path / "src"
+    for c, name in enumerate(("cat", "dog")):
+        (src / name).mkdir(parents=True)
+        for i in range(10):
+            photo = smooth_photo(100 * c + i)
+            photo.save(src / name / f"{i:02d}.jpg", quality=95)
+            copy = photo.resize((72, 72)) if i % 3 == 0 else photo  # resized, or re-encoded only
+            copy = ImageEnhance.Brightness(copy).enhance(1.1) if i % 3 == 1 else copy  # lightly edited
+            copy.save(src / name / f"{i:02d}_copy.jpg", quality=70)
+    config = dataset_config({"kind": "folder", "path": str(src)}, val=0.25, test=0.25)
+    summary, manifest = run_validate(tmp_path, config)
+    assert len(manifest) == 40, "near-duplicates are moved, never dropped"
+    split = dict(zip(manifest["path"], manifest["split"]))
+    for name in ("cat", "dog"):
+        for i in range(10):
+            assert split[f"{name}/{i:02d}.jpg"] == split[f"{name}/{i:02d}_copy.jpg"], (name, i)
+    pairs = pd.read_csv(tmp_path / "run" / "reports" / validate.NEAR_DUPLICATES_CSV)
+    found = {frozenset((a, b)) for a, b in zip(pairs["path_a"], pairs["path_b"])}
+    expected = {frozenset((f"{n}/{i:02d}.jpg", f"{n}/{i:02d}_copy.jpg")) for n in ("cat", "dog") for i in range(10)}
+    assert found == expected, "every copy is found, and no two different photos are paired"
+    near = summary["near_duplicates"]
+    assert near["pairs"] == 20 and near["moved"] == len(near["moved_files"]) > 0
+    assert near["cross_split_pairs"] == sum(a != b for a, b in zip(pairs["split_a"], pairs["split_b"]))
+
+
+def test_near_duplicate_search_can_be_switched_off(tmp_path):
+    src = tmp_path / "src"
+    for c, name in enumerate(("cat", "dog")):
+        (src / name).mkdir(parents=True)
+        for i in range(6):
+            smooth_photo(10 * c + i).save(src / name / f"{i}.jpg", quality=95)
+            smooth_photo(10 * c + i).save(src / name / f"{i}_copy.jpg", quality=60)
+    config = dataset_config({"kind": "folder", "path": str(src)}, checks={"near_duplicate_distance": None})
+    summary, manifest = run_validate(tmp_path, config)
+    assert summary["near_duplicates"]["pairs"] == 0 and len(manifest) == 24
+
+
+def test_exif_orientation_is_recorded_and_applied_by_the_decoder(tmp_path):
+    from PIL import ImageOps
+
+    from mcuvision.data import decode_all, read_split
+
+    config, src = make_raw(tmp_path, {"cat": 6, "dog": 6})
+    portrait = smooth_photo(7, size=96).resize((64, 96))  # stored 64 wide, 96 high
+    exif = portrait.getexif()
+    exif[0x0112] = 6  # shown a quarter turn clockwise: 96 wide, 64 high
+    portrait.save(src / "cat" / "phone_portrait.jpg", exif=exif, quality=95)
+    summary, manifest = run_validate(tmp_path, config)
+    row = manifest.set_index("path").loc["cat/phone_portrait.jpg"]
+    assert (row["width"], row["height"], row["orientation"]) == (96, 64, 6)
+    assert summary["exif_oriented"] == ["cat/phone_portrait.jpg"]
+    assert (manifest.loc[manifest["path"] != "cat/phone_portrait.jpg", "orientation"] == 1).all()
+
+    raw = tmp_path / "raw"
+    split = read_split(manifest, raw, row["split"])
+    at = split.paths.index(str(raw / "cat/phone_portrait.jpg"))
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(raw / "cat/phone_portrait.jpg")).convert("RGB")
+                       .resize((32, 32), Image.BILINEAR), dtype=np.float32)
+    for decoded in (decode_all(split.paths, 32, "bilinear", split.orientations)[at],
+                    decode_all([split.paths[at]], 32, "bilinear")[0]):  # orientation read from the file (predict)
+        assert np.abs(decoded.astype(np.float32) - shown).mean() < 8, "the photo as a viewer shows it"
+        assert np.abs(decoded.astype(np.float32) - np.rot90(shown, 1)).mean() > 20, "not as stored"

@@ -88,14 +88,22 @@ class ChecksConfig:
     min_side: int
     max_side: int
     max_imbalance: float
+    # Bits (of 64) within which two images' dHashes make them near-duplicates, their pHashes
+    # within twice that (mcuvision.splits.near_duplicate_pairs); None: no near-duplicate search.
+    near_duplicate_distance: int | None = 4
 
     @classmethod
     def from_params(cls, section: Mapping, prefix: str = "dataset.checks") -> "ChecksConfig":
+        """Raises ConfigError naming the first bad key."""
         min_side = integer(section, prefix, "min_side", 1)
         max_side = integer(section, prefix, "max_side", min_side)
+        near = section.get("near_duplicate_distance", 4)
+        require(near is None or (type(near) is int and 0 <= near <= 16), f"{prefix}.near_duplicate_distance",
+                near, "an integer 0..16 (bits of 64; beyond, unrelated photos match), or null to switch it off")
         return cls(min_images_per_class=integer(section, prefix, "min_images_per_class", 1),
                    min_side=min_side, max_side=max_side,
-                   max_imbalance=number(section, prefix, "max_imbalance", 1.0, math.inf))
+                   max_imbalance=number(section, prefix, "max_imbalance", 1.0, math.inf),
+                   near_duplicate_distance=near)
 
 
 @dataclass(frozen=True)

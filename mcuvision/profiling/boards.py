@@ -1,25 +1,37 @@
-"""Board estimates: inference time from the board's latency model, RAM and flash fit with margins.
+"""Board estimates: inference time with its measured error, RAM and flash fit per runtime.
 
-Latency model, one coefficient per board: t_ms = MACC * cycles_per_macc / (clock_MHz * 1000)
-for MCUs, t_ms = MACC / 1e6 * ms_per_mmacc for MPUs/NPUs. The coefficient in the board file is
-the least-squares fit on RELATIVE error through the seed card's two published points (both
-resolutions weigh the same): with x_i = MACC_i / published_ms_i the fit is
-a = sum(x_i) / sum(x_i^2) in the model's units. One parameter through two points leaves a
-residual on each, which is the model's honest error; an affine (overhead + slope) model would
-pass through both points exactly and could not be checked on them, so it is not used.
+Latency, two models (mcuvision/profiling/board_latency.py has the first):
+- per kind of work, for a board fitted in board_latency.json (the STM32H747I-DISCO: ST's six
+  model-zoo models and the seed card's two LC v1 times): cycles per conv/pointwise/depthwise MACC,
+  per elementwise element and per operator. Its error is the leave-one-out error on those points.
+- one coefficient from the board file, for boards with only the card's two LC v1 points:
+  t_ms = MACC * cycles_per_macc / (clock_MHz * 1000) for MCUs, MACC / 1e6 * ms_per_mmacc for
+  MPUs/NPUs, least squares on RELATIVE error through both points (x_i = MACC_i / published_ms_i,
+  a = sum(x_i) / sum(x_i^2)). Its leave-one-out error (fit on one point, predict the other) covers
+  one architecture only; on the H747 the same kind of model was off by +32% to +123% on ST's other
+  models, and the report says so.
 
-Fit: RAM needed = TFLite Micro arena total (measured) + the board's stated runtime RAM
-(stack, runtime state outside the arena); flash needed = weights (measured) + the board's
-stated code flash. Each is compared with the memory named by `ram_fit` / `flash_fit`.
+RAM fit, per runtime, against the memory named by `ram_fit` (flash: weights + the board's code
+flash vs `flash_fit`):
+- TFLite Micro: arena total (measured) + the board's runtime RAM allowance; the flat keys
+  `fits_ram`, `ram_needed_kib`, `ram_margin_kib` are this verdict (stable names, diffed by DVC);
+- ST Edge AI Core: its report's activations + runtime RAM when the vendor backend ran; otherwise
+  no verdict (None): its allocator overlaps buffers, and on published figures it needed from
+  about half to 1.4 times the whole-tensor peak, so neither figure here bounds it.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from mcuvision.config.board import BoardConfig
+
+from . import board_latency
 
 KIB = 1024.0
 
 
 def predict_ms(board: BoardConfig, macc: int, value: float | None = None) -> float:
+    """The board file's one-coefficient time in ms for `macc` MACC (`value` overrides its coefficient)."""
     coefficient = board.latency_value if value is None else value
     if board.latency_model == "cycles_per_macc":
         return macc * coefficient / (board.clock_mhz * 1000.0)
@@ -36,6 +48,8 @@ def fitted_value(board: BoardConfig) -> float | None:
 
 
 def calibration_errors(board: BoardConfig) -> list[dict]:
+    """Residual (%) of the one-coefficient model on each point it was fitted on: not its error on
+    other models (see one_coefficient_error), so the report does not print it as one."""
     rows = []
     for p in board.calibration:
         model_ms = predict_ms(board, p.macc)
@@ -51,25 +65,117 @@ def _budget(board: BoardConfig, kind: str) -> float:
     return board.flash_kib if board.flash_fit == "internal" else board.external_flash_kib
 
 
-def estimate(board: BoardConfig, macc: int, arena_total_bytes: int, weights_bytes: int) -> dict:
-    """Everything the report says about one board; nothing here is measured on the board."""
+def _range(errors: list[float]) -> str:
+    return f"{min(errors):+.0f}% to {max(errors):+.0f}%"
+
+
+def one_coefficient_error(board: BoardConfig) -> dict | None:
+    """Leave-one-out error (%) of the board file's one coefficient over its calibration points.
+
+    None for a board with fewer than two points (nothing to leave out). Returns
+    {"median_abs_pct", "max_abs_pct", "points", "per_point_pct", "architectures", "note"}.
+    """
+    if len(board.calibration) < 2:
+        return None
+    rows = np.array([[p.macc] for p in board.calibration], dtype=np.float64)
+    ms = np.array([p.published_ms for p in board.calibration])
+    loo = board_latency.leave_one_out(rows, ms, 1.0)  # relative errors: the units cancel out
+    note = "one coefficient, calibrated on the seed card's ST EfficientNet LC v1 points only: not measured " \
+           "on other architectures"
+    h747 = board_latency.board_model("stm32h747i_disco")
+    if h747:
+        others = [e for n, e in h747["one_coefficient_error_pct"].items() if not n.startswith("st_efficientnet")]
+        note += f" (on the STM32H747I-DISCO such a model was off by {_range(others)} on ST's other models)"
+    return {**board_latency.summary(loo), "per_point_pct": [round(float(e), 2) for e in loo],
+            "architectures": ["ST EfficientNet LC v1"], "architecture_out": None, "note": note}
+
+
+def per_kind_error(fitted: dict) -> dict:
+    """The error block of a board fitted per kind (board_latency.json), in the same shape."""
+    out = fitted["architecture_out"]
+    return {"median_abs_pct": fitted["median_abs_pct"], "max_abs_pct": fitted["max_abs_pct"],
+            "points": fitted["points"], "per_point_pct": list(fitted["leave_one_out_pct"].values()),
+            "architectures": fitted["architectures"], "architecture_out": out,
+            "note": f"with every resolution of the held-out architecture left out too: median "
+                    f"{out['median_abs_pct']:.1f}%, worst {out['max_abs_pct']:.1f}%"}
+
+
+def stedgeai_peak_ratio() -> tuple[float, float] | None:
+    """(min, max) of ST's published activation RAM over the whole-tensor peak, on the points kept
+    in board_latency.json (ST's model zoo and the seed card); None without such points."""
+    ratios = [p["published_activation_kib"] * KIB / p["whole_tensor_peak_bytes"] for p in board_latency.load()["points"]
+              if p.get("published_activation_kib") and p.get("whole_tensor_peak_bytes")]
+    return (min(ratios), max(ratios)) if ratios else None
+
+
+def _verdict(basis: str, needed_kib: float | None, budget_kib: float) -> dict:
+    if needed_kib is None:
+        return {"basis": basis, "needed_kib": None, "fits": None, "margin_kib": None}
+    return {"basis": basis, "needed_kib": round(needed_kib, 2), "fits": needed_kib <= budget_kib,
+            "margin_kib": round(budget_kib - needed_kib, 2)}
+
+
+def ram_verdicts(board: BoardConfig, arena_total_bytes: int, vendor: dict | None = None) -> dict:
+    """RAM fit per runtime: {"tflite_micro": verdict, "stedgeai": verdict}, budgets in KiB.
+
+    A verdict is {"basis", "needed_kib", "fits", "margin_kib"}; `fits` is None (no claim either
+    way) for ST Edge AI Core when its report (`vendor`, from stedgeai.run) is absent.
+    """
+    budget = _budget(board, "ram")
+    out = {"tflite_micro": _verdict("TFLite Micro arena (measured) + the board file's runtime RAM allowance",
+                                    arena_total_bytes / KIB + board.runtime_ram_kib, budget)}
+    if vendor:
+        runtime = vendor["runtime_ram_bytes"]
+        needed = vendor["activation_ram_bytes"] / KIB + (board.runtime_ram_kib if runtime is None else runtime / KIB)
+        out["stedgeai"] = _verdict("ST Edge AI Core report (vendor tool estimate): activations + runtime RAM",
+                                   needed, budget)
+    else:
+        ratio = stedgeai_peak_ratio()
+        seen = (f"; on published figures it needed {ratio[0]:.2f}x to {ratio[1]:.2f}x the whole-tensor peak"
+                if ratio else "")
+        out["stedgeai"] = _verdict("not modelled: no ST Edge AI Core report (set vendor_backend: stedgeai); its "
+                                   f"allocator overlaps buffers{seen}", None, budget)
+    return out
+
+
+def estimate(board: BoardConfig, macc: int, arena_total_bytes: int, weights_bytes: int,
+             work: dict | None = None, vendor: dict | None = None) -> dict:
+    """Everything the report says about one board; nothing here is measured on the board.
+
+    macc: conv + depthwise + dense MACC; work: board_latency.work counts (the per-kind model is
+    used when given and the board is in board_latency.json); arena_total_bytes: TFLite Micro's
+    arena total; weights_bytes: constant tensors; vendor: stedgeai.run's figures, if it ran.
+    Times in ms, memory in KiB; `latency_error` is the leave-one-out error in % (None when the
+    board is uncalibrated).
+    """
+    fitted = board_latency.board_model(board.name) if work is not None else None
+    one = predict_ms(board, macc)
+    if fitted:
+        cycles = [fitted["cycles_per_unit"][k] for k in board_latency.KINDS]
+        ms = float(board_latency.predict_ms(cycles, board_latency.as_matrix([work])[0], board.clock_mhz))
+        method, error = "per-kind", per_kind_error(fitted)
+    else:
+        ms, method, error = one, "one coefficient", one_coefficient_error(board)
     errors = calibration_errors(board)
-    fitted = fitted_value(board)
-    ram_needed = arena_total_bytes / KIB + board.runtime_ram_kib
+    fitted_value_ = fitted_value(board)
+    ram = ram_verdicts(board, arena_total_bytes, vendor)
     flash_needed = weights_bytes / KIB + board.code_flash_kib
-    ram_budget, flash_budget = _budget(board, "ram"), _budget(board, "flash")
+    flash_budget = _budget(board, "flash")
+    tflm = ram["tflite_micro"]
     return {
         "display_name": board.display_name, "series": board.series, "engine": board.engine,
         "execution_engine": board.execution_engine, "clock_mhz": board.clock_mhz,
-        "estimated_ms": round(predict_ms(board, macc), 3),
+        "estimated_ms": round(ms, 3), "latency_method": method, "latency_error": error,
+        "latency_coefficients": fitted["cycles_per_unit"] if fitted else None,
+        "estimated_ms_one_coefficient": round(one, 3),
         "latency_model": board.latency_model, "latency_value": board.latency_value,
-        "latency_value_fitted": None if fitted is None else round(fitted, 5),
+        "latency_value_fitted": None if fitted_value_ is None else round(fitted_value_, 5),
         "calibrated": board.calibrated, "assumption": board.assumption or None,
         "calibration": errors,
-        "max_abs_calibration_error_pct": max((abs(e["error_pct"]) for e in errors), default=None),
-        "ram_fit": board.ram_fit, "ram_needed_kib": round(ram_needed, 2), "ram_budget_kib": ram_budget,
-        "fits_ram": ram_needed <= ram_budget, "ram_margin_kib": round(ram_budget - ram_needed, 2),
+        "ram_fit": board.ram_fit, "ram_needed_kib": tflm["needed_kib"], "ram_budget_kib": _budget(board, "ram"),
+        "fits_ram": tflm["fits"], "ram_margin_kib": tflm["margin_kib"], "ram_fit_by_runtime": ram,
         "flash_fit": board.flash_fit, "flash_needed_kib": round(flash_needed, 2), "flash_budget_kib": flash_budget,
         "fits_flash": flash_needed <= flash_budget, "flash_margin_kib": round(flash_budget - flash_needed, 2),
         "runtime_ram_kib": board.runtime_ram_kib, "code_flash_kib": board.code_flash_kib,
+        **({"vendor": vendor} if vendor else {}),
     }

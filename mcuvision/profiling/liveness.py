@@ -1,10 +1,14 @@
-"""The lower bound on activation RAM: the peak of simultaneously live activation bytes.
+"""The whole-tensor peak for this op order: the most activation bytes live at once.
 
 Read from the flatbuffer, for the operator order the model is stored in (the order every
 TFLite runtime executes it). A non-constant tensor is live from the op that produces it (graph
 inputs: from the start) to the last op that reads it (graph outputs: to the end); an op's inputs
-and outputs are live together. No runtime can hold fewer bytes without recomputation or
-in-place kernels, so a memory planner's arena head can only equal or exceed this peak.
+and outputs are live together, each as one whole buffer. It is the floor for a planner that gives
+every tensor its own whole buffer, as TFLite Micro's does, whose arena head can only equal or
+exceed it. It bounds no other runtime: ST Edge AI Core can place an op's output over input it has
+already consumed and fold PAD or QUANTIZE away, so it can need less (its published activation RAM
+is about half this peak on ST's MobileNets, less than whole buffers allow), and its scratch
+buffers can make it need more (ST EfficientNet LC v1 at 128: 181 KiB against a 128 KiB peak).
 `aligned_bytes` rounds each tensor up to TFLite Micro's 16-byte buffer alignment.
 """
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every column says where its figure comes from: "measured (TFLite Micro)" for what the real
 microcontroller runtime allocated on this host, "measured on this host" for host latency,
 "computed" for figures read from the graph, "estimated (board model)" for anything about a
-board, which no run here has touched.
+board, which no run here has touched. Every estimated time carries its latency model's
+leave-one-out error, and RAM verdicts are given per runtime, "not modelled" where none was.
 """
 from __future__ import annotations
 
@@ -16,8 +17,25 @@ def kib(value: float | int | None) -> str:
     return "n/a" if value is None else f"{value / KIB:.2f} KiB"
 
 
-def _fit(ok: bool, margin: float) -> str:
+def _fit(ok: bool | None, margin: float | None) -> str:
+    if ok is None:
+        return "not modelled"
     return f"{'yes' if ok else '**no**'} ({margin:+.2f} KiB)"
+
+
+def error_bar(b: dict) -> str:
+    """A board's estimated time with its leave-one-out error, e.g. "158.74 ±4.5%"."""
+    e = b.get("latency_error")
+    return f"{b['estimated_ms']:.2f} " + (f"±{e['median_abs_pct']:.1f}%" if e else "(no error measured)")
+
+
+def error_text(b: dict) -> str:
+    """How the error bar of a board's time was measured, in words, for a table cell."""
+    e = b.get("latency_error")
+    if not e:
+        return f"**uncalibrated**: no published time to measure an error on ({b.get('assumption')})"
+    return (f"leave-one-out median {e['median_abs_pct']:.1f}%, worst {e['max_abs_pct']:.1f}% over {e['points']} "
+            f"published times; seen: {', '.join(e['architectures'])}; {e['note']}")
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
@@ -34,19 +52,19 @@ def render(p: dict) -> str:
     out = [f"# Profile of {name} ({res}, int8)", "",
            f"Measured on this host ({p['host']['cpu']}) with TFLite Micro {p['host']['versions']['tflite_micro']}, "
            f"LiteRT {p['host']['versions']['litert']} and onnxruntime {p['host']['versions']['onnxruntime']}. "
-           "No board was attached: every board figure is an **estimate** from conf/board "
-           "(latency model calibrated on the seed card, see the last table), never a measurement.", ""]
+           "No board was attached: every board figure is an **estimate** (conf/board and the per-kind latency "
+           "model, with its leave-one-out error), never a measurement.", ""]
 
     out += ["## Memory footprint", "",
             "Shaped like the seed card's \"Reference MCU memory footprints\". Activation RAM is TFLite Micro's "
             "planned arena head, Runtime RAM its persistent tail (ST's runtime keeps less there: the card's "
             "figures come from ST Edge AI Core, not from TFLite Micro).", ""]
     header = ["Model", "Format", "Resolution", "Activation RAM, measured (TFLite Micro head)",
-              "Runtime RAM, measured (TFLite Micro tail)", "Total RAM, measured (TFLite Micro arena)",
-              "Minimal arena, measured (bisection)", "Lower bound, computed (peak live activations)",
+              "Runtime RAM, measured (TFLite Micro tail)", "TFLite Micro arena (measured)",
+              "Minimal arena, measured (bisection)", "Whole-tensor peak for this op order (computed)",
               "Weights Flash, measured (constant tensors)", "Model file"]
     rows = [[name, "Int8 TFLite", res, kib(ram["head_bytes"]), kib(ram["tail_bytes"]), kib(ram["total_bytes"]),
-             f"{ram['minimal_arena_bytes']} B", kib(ram["lower_bound_bytes"]), kib(t["weights_bytes"]),
+             f"{ram['minimal_arena_bytes']} B", kib(ram["whole_tensor_peak_bytes"]), kib(t["weights_bytes"]),
              kib(t["file_bytes"])]]
     for key, label in (("int8_qdq_onnx", "Int8 QDQ ONNX"), ("w4w8_qdq_onnx", "Int8/Int4 QDQ ONNX")):
         if key in p:
@@ -54,46 +72,54 @@ def render(p: dict) -> str:
                          "n/a (TFLite Micro runs .tflite only)", "n/a", "n/a", "n/a", "n/a",
                          kib(p[key]["weights_bytes"]), kib(p[key]["file_bytes"])])
     out += table(header, rows)
-    gap = ram["head_bytes"] - ram["lower_bound_bytes"]
+    gap = ram["head_bytes"] - ram["whole_tensor_peak_bytes"]
     out += [f"- Arena: head {ram['head_bytes']} B + tail {ram['tail_bytes']} B = total {ram['total_bytes']} B. "
             f"Smallest arena_size that allocates and runs one inference: {ram['minimal_arena_bytes']} B; "
             f"{ram['minimal_arena_bytes'] - 1} B {'fails' if ram['one_byte_less_fails'] else '**does not fail**'} "
             f"({ram['probes']} probes). {_total_vs_minimum(ram)}",
-            f"- Lower bound: peak of simultaneously live activations over the op order = {ram['lower_bound_bytes']} B "
-            f"(at op {ram['peak_op_index']} {ram['peak_op']}); TFLite Micro's plan is {gap} B "
-            f"({ram['head_over_lower_bound_pct']:.2f}%) above it.",
+            f"- Whole-tensor peak for this op order (computed): the most bytes of whole activation tensors live "
+            f"at once = {ram['whole_tensor_peak_bytes']} B (at op {ram['peak_op_index']} {ram['peak_op']}); TFLite "
+            f"Micro gives every tensor a whole buffer, and its plan is {gap} B "
+            f"({ram['head_over_whole_tensor_peak_pct']:.2f}%) above it. It bounds no other runtime: ST Edge AI Core "
+            "overlaps buffers and can need less, or more with its scratch buffers.",
             f"- MACC, computed from the graph: **{macc['total']:,}** (conv {macc['by_kind']['conv']:,}, depthwise "
             f"{macc['by_kind']['depthwise']:,}, dense {macc['by_kind']['dense']:,}); other ops, not in the total: "
             + ", ".join(f"{k} {v:,}" for k, v in macc["by_kind"].items() if k not in ("conv", "depthwise", "dense"))
             + ".", ""]
 
-    out += ["## Fit on each board: estimated (board model)", "",
-            "RAM needed = TFLite Micro total arena (measured) + the board file's runtime RAM allowance; "
-            "flash needed = weights (measured) + the board file's code flash (assumed, from the card's ~101 KiB). "
-            "Budgets: the largest contiguous internal RAM region / internal flash, or external memory where the "
-            "board file says so.", ""]
-    header = ["Board", "Series", "RAM needed, estimated", "RAM budget", "Fits RAM (margin)",
+    out += ["## Fit on each board: estimated (board model), per runtime", "",
+            "RAM needed with TFLite Micro = TFLite Micro arena (measured) + the board file's runtime RAM "
+            "allowance. With ST Edge AI Core: its report's activations + runtime RAM when the vendor backend ran, "
+            "otherwise \"not modelled\" (its allocator overlaps buffers: neither the TFLite Micro arena nor the "
+            "whole-tensor peak tells whether it fits). Flash needed = weights (measured) + the board file's code "
+            "flash (assumed, from the card's ~101 KiB). Budgets: the largest contiguous internal RAM region / "
+            "internal flash, or external memory where the board file says so.", ""]
+    header = ["Board", "Series", "RAM budget", "RAM needed with TFLite Micro", "Fits with TFLite Micro (margin)",
+              "RAM needed with ST Edge AI Core", "Fits with ST Edge AI Core (margin)",
               "Code Flash, estimated (board model)", "Flash needed, estimated", "Flash budget", "Fits flash (margin)"]
     rows = []
     for b in p["boards"].values():
+        tflm, st = b["ram_fit_by_runtime"]["tflite_micro"], b["ram_fit_by_runtime"]["stedgeai"]
         rows.append([b["display_name"] + (" (selected)" if b.get("selected") else ""), b["series"],
-                     f"{b['ram_needed_kib']:.2f} KiB", f"{b['ram_budget_kib']:,.0f} KiB {b['ram_fit']}",
-                     _fit(b["fits_ram"], b["ram_margin_kib"]), f"{b['code_flash_kib']:g} KiB",
-                     f"{b['flash_needed_kib']:.2f} KiB", f"{b['flash_budget_kib']:,.0f} KiB {b['flash_fit']}",
-                     _fit(b["fits_flash"], b["flash_margin_kib"])])
+                     f"{b['ram_budget_kib']:,.0f} KiB {b['ram_fit']}", f"{tflm['needed_kib']:.2f} KiB",
+                     _fit(tflm["fits"], tflm["margin_kib"]),
+                     "-" if st["needed_kib"] is None else f"{st['needed_kib']:.2f} KiB", _fit(st["fits"], st["margin_kib"]),
+                     f"{b['code_flash_kib']:g} KiB", f"{b['flash_needed_kib']:.2f} KiB",
+                     f"{b['flash_budget_kib']:,.0f} KiB {b['flash_fit']}", _fit(b["fits_flash"], b["flash_margin_kib"])])
     out += table(header, rows)
+    basis = {st["basis"] for b in p["boards"].values() for st in [b["ram_fit_by_runtime"]["stedgeai"]]}
+    out += [f"- ST Edge AI Core: {text}." for text in sorted(basis)] + [""]
 
-    out += ["## Inference time", "", "Shaped like the seed card's \"Reference MCU/MPU inference time\".", ""]
+    out += ["## Inference time", "", "Shaped like the seed card's \"Reference MCU/MPU inference time\". "
+            "Each time carries its model's leave-one-out error (median over the published times it was checked "
+            "on; the worst case is in the last column).", ""]
     header = ["Model", "Format", "Resolution", "Board", "Execution Engine", "Frequency",
-              "Inference time (ms), estimated (board model)", "Latency model", "Calibration"]
+              "Inference time (ms), estimated (board model) ± leave-one-out error", "Latency model",
+              "Error (how measured)"]
     rows = []
     for b in p["boards"].values():
-        model = (f"{b['latency_value']:g} cycles/MACC" if b["latency_model"] == "cycles_per_macc"
-                 else f"{b['latency_value']:g} ms/MMACC")
-        calib = (f"max error {b['max_abs_calibration_error_pct']:.1f}% on the card's points" if b["calibrated"]
-                 else "**uncalibrated** (assumption)")
         rows.append([name, "Int8", res, b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz",
-                     f"{b['estimated_ms']:.2f}", model, calib])
+                     error_bar(b), _model_text(b), error_text(b)])
     out += table(header, rows)
     header = ["Runtime", "Format", "Threads", "Median (ms), measured on this host", "p10-p90 (ms)", "min-max (ms)",
               "Runs", "Kernels"]
@@ -107,21 +133,21 @@ def render(p: dict) -> str:
     out += [f"Host latency, measured on this host ({p['host']['cpu']}), single image, after one warm-up run:", ""]
     out += table(header, rows)
 
-    out += ["## Board latency model: error on its calibration points", "",
-            "One coefficient per board, least squares on relative error through the seed card's two published "
-            "times (an affine model would pass through both exactly and could not be checked). "
-            "Coefficient: value in the board file; fit: recomputed here from the points.", ""]
-    header = ["Board", "Latency model", "Coefficient (file)", "Coefficient (fit)", "Resolution", "MACC",
-              "Published (ms)", "Model (ms)", "Error", "Source"]
+    out += ["## Board latency models: leave-one-out error", "",
+            "Per kind of work where a board has a fitted model (mcuvision/profiling/board_latency.json; refit with "
+            "`python benchmarks/fit_latency.py`): cycles per conv, pointwise and depthwise MACC, per elementwise "
+            "element and per operator, non-negative least squares on relative error. Otherwise the board file's "
+            "one coefficient, fitted on the seed card's two LC v1 points. Leave-one-out: each published time "
+            "predicted by a fit on the others; the residual on a fitted point is not shown as an error.", ""]
+    header = ["Board", "Latency model", "Points", "Leave-one-out error (median / worst)", "Architectures seen",
+              "This model's work"]
     rows = []
     for b in p["boards"].values():
-        if not b["calibrated"]:
-            rows.append([b["display_name"], b["latency_model"], f"{b['latency_value']:g}", "-", "-", "-", "-", "-",
-                         "uncalibrated", b["assumption"]])
-        for e in b["calibration"]:
-            rows.append([b["display_name"], b["latency_model"], f"{b['latency_value']:g}",
-                         f"{b['latency_value_fitted']:.4f}", e["resolution"], f"{e['macc']:,}",
-                         f"{e['published_ms']:.2f}", f"{e['model_ms']:.2f}", f"{e['error_pct']:+.2f}%", e["source"]])
+        e = b.get("latency_error")
+        work = ", ".join(f"{k} {v:,}" for k, v in t.get("work", {}).items()) if b.get("latency_coefficients") else "-"
+        rows.append([b["display_name"], _model_text(b), e["points"] if e else 0,
+                     f"{e['median_abs_pct']:.1f}% / {e['max_abs_pct']:.1f}%" if e else "uncalibrated",
+                     ", ".join(e["architectures"]) if e else (b.get("assumption") or "-"), work])
     out += table(header, rows)
 
     vendor = {k: b["vendor"] for k, b in p["boards"].items() if b.get("vendor")}
@@ -137,6 +163,14 @@ def render(p: dict) -> str:
                   [[r["index"], r["op"], r["kind"], f"{r['macc']:,}", r["output"][:80]] for r in macc["per_layer"]])
     out += ["</details>", ""]
     return "\n".join(out)
+
+
+def _model_text(b: dict) -> str:
+    if b.get("latency_coefficients"):
+        return "per kind: " + ", ".join(f"{k} {v:.3g}" for k, v in b["latency_coefficients"].items()) + \
+            " cycles per MACC/element/op"
+    unit = "cycles/MACC" if b["latency_model"] == "cycles_per_macc" else "ms/MMACC"
+    return f"one coefficient: {b['latency_value']:g} {unit}"
 
 
 def _total_vs_minimum(ram: dict) -> str:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 ALIGNMENT = 16  # tflite::MicroArenaBufferAlignment()
 _RECORD = re.compile(r"Arena allocation (head|tail|total) (\d+) bytes")
+# What TFLite Micro's op resolver prints to stderr for an op it lacks (its Python error drops it).
+_MISSING_OP = re.compile(r"Didn't find op for (?:builtin opcode|custom opcode) '([^']+)'")
 
 
 class TflmError(RuntimeError):
@@ -51,6 +53,10 @@ def probe(model: Path, arena_size: int, invokes: int = 1, timeout: float = 300.0
         tail = (done.stderr.strip().splitlines() or [""])[-1]
         result["error"] = f"exit status {done.returncode}: {tail}"[:300]
     result.update({k: int(v) for k, v in _RECORD.findall(done.stderr)})
+    missing = sorted(set(_MISSING_OP.findall(done.stderr)))
+    if missing and not result["ok"]:
+        result["missing_ops"] = missing
+        result["error"] = f"TFLite Micro has no kernel for {', '.join(missing)} ({result['error']})"
     result["arena_size"] = arena_size
     return result
 
