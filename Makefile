@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and git:
 #   make run    create .venv, install, reproduce the pipeline on the embedded flowers sample
 #   make test   create .venv, install, run the test suite
+#   make lint   ruff: lint and import order (CI runs it before the tests)
 #   make diff BASE=main   Markdown report: params, metrics, confusion and guards against BASE
 #   make push   outputs and run-cache to the DVC remote
 PYTHON ?= python3
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-all params diff push clean
+.PHONY: install run lint test test-all params diff push clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
@@ -25,6 +26,10 @@ install: $(STAMP)
 # REPRO_ARGS=--pull restores stages from the remote's run-cache (see `make push`).
 run: install
 	dvc repro $(REPRO_ARGS)
+
+# Rules and line length: [tool.ruff] in pyproject.toml. `ruff check --fix` sorts imports.
+lint: install
+	ruff check .
 
 test: install
 	# Two workers, one test file each: TensorFlow graph tracing is single-threaded.

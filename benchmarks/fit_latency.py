@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, run as a script
+
+import numpy as np
+
+from mcuvision import tflite_graph
+from mcuvision.atomic import write_json
+from mcuvision.config.board import BoardConfig
+from mcuvision.profiling import board_latency as bl
+from mcuvision.profiling import liveness
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from mcuvision import tflite_graph  # noqa: E402
-from mcuvision.atomic import write_json  # noqa: E402
-from mcuvision.config.board import BoardConfig  # noqa: E402
-from mcuvision.profiling import board_latency as bl  # noqa: E402
-from mcuvision.profiling import liveness  # noqa: E402
-
 BOARD = "stm32h747i_disco"
 ZOO_SOURCE = ("ST model zoo, STM32Cube.AI 7.3.0 on STM32H747I-DISCO at 400 MHz "
               "(st_zoo_models/published.csv)")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcuvision.config.dataset import DatasetConfig  # noqa: E402
-from stages import ingest, validate  # noqa: E402
+from mcuvision.config.dataset import DatasetConfig
+from stages import ingest, validate
 
 
 def main() -> None:
@@ -33,10 +33,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
-        ingest.run(config, tmp / "raw", cache=tmp / "cache")
+        ingest.run(config, out=tmp / "raw", cache=tmp / "cache")
         generated = time.perf_counter() - start
         start = time.perf_counter()
-        summary = validate.run(config, 127, tmp / "raw", tmp / "manifest.csv", tmp / "validate.json", tmp / "reports")
+        summary = validate.run(config, 127, raw=tmp / "raw", manifest=tmp / "manifest.csv",
+                               metrics=tmp / "validate.json", reports=tmp / "reports")
         elapsed = time.perf_counter() - start
     print(f"generated {per_class * args.classes} images of {args.size}x{args.size} in {generated:.1f} s")
     print(f"validate: {summary['images']} images in {elapsed:.1f} s "

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 from mcuvision.atomic import atomic_dir
+from mcuvision.errors import PipelineError
 
 # The format is told from the content, not the name: some hosts serve archives under
 # extension-less names (Mendeley's `file_downloaded`). A truncated zip still starts like this.
@@ -26,11 +27,11 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, zipfile.BadZipFile)
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(PipelineError, ValueError):
     """An archive member would be written outside the destination, or is not a plain file/folder."""
 
 
-class CorruptArchiveError(ValueError):
+class CorruptArchiveError(PipelineError, ValueError):
     """The archive is truncated or damaged."""
 
 

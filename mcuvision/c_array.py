@@ -48,4 +48,4 @@ def source(name: str, content: bytes, shape: tuple[int, ...], labels: list[str])
         *(f"  {row}," for row in rows), "};", "",
         f"const unsigned int {s}_len = {len(content)}u;",
         f"const int {s}_input_shape[4] = {{{', '.join(str(d) for d in shape)}}};",
-        f"const char *const {s}_labels[{len(labels)}] = {{{', '.join(_c_string(l) for l in labels)}}};", ""])
+        f"const char *const {s}_labels[{len(labels)}] = {{{', '.join(_c_string(label) for label in labels)}}};", ""])

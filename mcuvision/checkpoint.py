@@ -40,12 +40,13 @@ import numpy as np
 
 # Registers mcuvision>Clip, so that this project's .keras files load under safe_mode.
 import mcuvision.layers  # noqa: F401
+from mcuvision.errors import PipelineError
 
 CLASSIFIER = "predictions"
 SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PipelineError, ValueError):
     """A checkpoint that is missing, is not a Keras model, or does not fit the model."""
 
 

@@ -18,12 +18,14 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
+from mcuvision.errors import PipelineError
+
 _CHUNK = 1 << 16
 _TIMEOUT_S = 30  # per connect / per read, not for the whole transfer
 _BACKOFF_S = 0.5  # first retry delay, doubled on each further retry
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PipelineError, RuntimeError):
     """The file could not be downloaded completely."""
 
 

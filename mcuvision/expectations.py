@@ -105,7 +105,8 @@ def build_suite(classes: list[str], checks: ChecksConfig):
     return suite
 
 
-def run_suite(rows: pd.DataFrame, classes: list[str], checks: ChecksConfig, docs_dir: Path) -> tuple[list[Finding], dict]:
+def run_suite(rows: pd.DataFrame, classes: list[str], checks: ChecksConfig,
+              docs_dir: Path) -> tuple[list[Finding], dict]:
     """Validate `rows`; write Data Docs HTML into `docs_dir`. Returns findings and the raw GX result."""
     import great_expectations as gx
 
@@ -116,7 +117,8 @@ def run_suite(rows: pd.DataFrame, classes: list[str], checks: ChecksConfig, docs
         batch = (context.data_sources.add_pandas("manifest").add_dataframe_asset("images")
                  .add_batch_definition_whole_dataframe("all"))
         suite = context.suites.add(build_suite(classes, checks))
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name="validate", validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],

@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
+from .errors import PipelineError
 from .onnx_graph import weights_bytes
 from .quantization import preprocessed
 
@@ -38,7 +39,7 @@ WEIGHT_CONSUMERS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}  # op
 QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a quantized initializer
 
 
-class SurgeryError(RuntimeError):
+class SurgeryError(PipelineError, RuntimeError):
     """The int8 QDQ model is not laid out as the int4 rewrite expects; no mixed model is made."""
 
 

@@ -80,8 +80,8 @@ def _memory(meta: dict, profile: dict) -> list[str]:
            f"Measured with TFLite Micro {profile['host']['versions']['tflite_micro']} on this host: activation RAM "
            "is the planned arena head, runtime RAM its persistent tail. ST Edge AI Core plans differently; its "
            "figures appear below only when the vendor tool ran. Weights Flash: the constant tensors of each file.", ""]
-    out += table(["Model", "Format", "Resolution", "Activation RAM", "Runtime RAM (TFLite Micro)", "TFLite Micro arena (measured)",
-                  "Weights Flash"], rows)
+    out += table(["Model", "Format", "Resolution", "Activation RAM", "Runtime RAM (TFLite Micro)",
+                  "TFLite Micro arena (measured)", "Weights Flash"], rows)
     vendor = {b["display_name"]: b["vendor"] for b in profile["boards"].values() if b.get("vendor")}
     if vendor:
         out += table(["Board (ST Edge AI Core)", "Activation RAM", "Runtime RAM", "Weights Flash", "Code Flash"],
@@ -99,7 +99,8 @@ def _latency(meta: dict, profile: dict) -> list[str]:
     host = [["LiteRT, 1 thread", "Int8 TFLite", f"{t['litert_1_thread']['median_ms']:.2f}"],
             ["TFLite Micro (reference kernels)", "Int8 TFLite", f"{t['tflite_micro']['median_ms']:.2f}"]]
     if q:
-        host.append(["onnxruntime, 1 thread", "Int8 QDQ ONNX", f"{q['latency']['onnxruntime_1_thread']['median_ms']:.2f}"])
+        host.append(["onnxruntime, 1 thread", "Int8 QDQ ONNX",
+                     f"{q['latency']['onnxruntime_1_thread']['median_ms']:.2f}"])
     return (["## Inference time", "",
              f"**Estimated**, not measured: {res}, int8, from each board's latency model (per kind of work where "
              "fitted on published times, else the board file's one coefficient), ± its leave-one-out error: each "

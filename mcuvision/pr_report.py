@@ -40,8 +40,10 @@ from pathlib import Path
 
 import yaml
 
+from . import pr_images
 from .config.base import ConfigError
 from .config.evaluate import Guards
+from .errors import PipelineError
 from .formats import FORMATS, QUANTIZED
 from .stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text
 
@@ -58,7 +60,7 @@ MAX_CELLS = 15
 W4W8_FORMAT = "w4w8_qdq_onnx"
 
 
-class ReportError(RuntimeError):
+class ReportError(PipelineError, RuntimeError):
     """The report cannot be made; the message says why, for a person."""
 
 
@@ -482,20 +484,22 @@ def _read_yaml(path: Path) -> dict | None:
 
 
 def render(base: str, base_sha: str, workspace: str, guards: list[Guard], params_md: str, metrics_md: str,
-           confusion: list[str], accuracy: list[str] = (), images: list[str] = ()) -> str:
+           confusion: list[str], accuracy: list[str] = (), images: list[str] = (),
+           pictures: list[str] = ()) -> str:
     lines = [MARKER, f"## Metrics: `{base}` → workspace", "",
              f"BASE `{base}` (`{base_sha[:8]}`) compared with the workspace, {workspace}.", ""]
     lines += guards_section(guards) + list(accuracy) + list(images)
     lines += ["### Params", "", params_md or "No params changed.", ""]
     lines += ["### Metrics", "", metrics_md or "No metrics changed.", ""]
-    lines += confusion
+    lines += confusion + ([""] if confusion and pictures else []) + list(pictures)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CELLS,
-                 alpha: float = ALPHA) -> tuple[str, list[Guard]]:
+                 alpha: float = ALPHA, pictures: Path | None = None) -> tuple[str, list[Guard]]:
     """(Markdown, guards) for the repository at `root` against revision `base`; `alpha` is the p-value
-    at or below which a paired test calls a difference beyond chance."""
+    at or below which a paired test calls a difference beyond chance. With `pictures` (a folder
+    beside the report), confusion matrices and training curves are written there and linked."""
     root = repo_root(root)
     sha = resolve_revision(root, base)
     evaluate = _read_json(root / EVALUATE_METRICS)
@@ -511,7 +515,8 @@ def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CEL
     # DVC gets the name as given (it heads its column) and resolves it as git did above.
     report = render(base, sha, workspace_label(root), guards, dvc_diff(root, "params", base, precision),
                     dvc_diff(root, "metrics", base, precision), confusion_section(base_csv, now_csv, limit),
-                    accuracy_section(evaluate), images)
+                    accuracy_section(evaluate), images,
+                    pr_images.image_section(root, sha, pictures) if pictures is not None else ())
     return report, guards
 
 
@@ -520,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Markdown report of params, metrics, confusion-matrix and "
                                                  "guard changes between BASE and the workspace.")
     parser.add_argument("--base", required=True, help="git revision to compare with: branch, tag or commit")
-    parser.add_argument("--output", type=Path, help="also write the report to this file")
+    parser.add_argument("--output", type=Path, help="also write the report to this file, with its pictures "
+                        "(confusion matrices, training curves) in <stem>_images/ beside it")
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the project (default: current directory)")
     parser.add_argument("--precision", type=int, default=4, help="digits after the point in metric values")
     parser.add_argument("--max-cells", type=int, default=MAX_CELLS,
@@ -534,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.alpha <= 1:
         parser.error(f"--alpha must be within 0..1, got {args.alpha}")
     try:
-        report, guards = build_report(args.repo, args.base, args.precision, args.max_cells, args.alpha)
+        pictures = pr_images.images_folder(args.output) if args.output else None
+        report, guards = build_report(args.repo, args.base, args.precision, args.max_cells, args.alpha, pictures)
     except ReportError as error:
         print(f"pr_report: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import MissingInputError, PipelineError
+
 SUFFIXES = (".tflite", ".onnx", ".keras")
 
 
@@ -107,7 +109,7 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean(reference.argmax(axis=1) == other.argmax(axis=1))) if len(reference) else float("nan")
 
 
-class UnsupportedModel(ValueError):
+class UnsupportedModel(PipelineError, ValueError):
     """Not a model file this project can run."""
 
 
@@ -145,7 +147,7 @@ def _load(path: Path, suffix: str, batch: int) -> Predictor:
 def load_predictor(path: Path, batch: int = 32) -> Predictor:
     """A runner for a .tflite, .onnx or .keras file; QDQ ONNX runs without fused x86 int8 kernels.
 
-    Raises FileNotFoundError for a missing file, UnsupportedModel (one line naming the file and
+    Raises MissingInputError (a FileNotFoundError) for a missing file, UnsupportedModel (one line naming the file and
     the runtime's reason) for another suffix or a file its runtime cannot load.
     """
     path = Path(path)
@@ -153,7 +155,7 @@ def load_predictor(path: Path, batch: int = 32) -> Predictor:
     if suffix not in SUFFIXES:
         raise UnsupportedModel(f"{path}: not a model this project runs (expected one of {', '.join(SUFFIXES)})")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     try:
         return _load(path, suffix, batch)
     except Exception as error:  # each runtime raises its own types for a file it cannot read

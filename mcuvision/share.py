@@ -33,7 +33,8 @@ def share(remote: str | None = None, root: str = ".") -> tuple[int, int]:
         for odb, objs in repo.stage_cache.get_used_objs(records).items():
             result = repo.cloud.push(objs, remote=remote, odb=odb)
             if result.failed:
-                raise RuntimeError(f"{len(result.failed)} file(s) could not be pushed: {sorted(map(str, result.failed))[:5]}")
+                raise RuntimeError(f"{len(result.failed)} file(s) could not be pushed: "
+                                   f"{sorted(map(str, result.failed))[:5]}")
             sent += len(result.transferred)
     return len(records), sent
 

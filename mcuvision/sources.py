@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config.dataset import DatasetConfig, SourceConfig
+from .errors import PipelineError
 from .synthetic import make_dataset
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
@@ -39,7 +40,7 @@ RECORD = "SOURCE.json"
 MAX_EXAMPLES = 20  # skipped paths listed in SOURCE.json; the counts cover all of them
 
 
-class SourceError(RuntimeError):
+class SourceError(PipelineError, RuntimeError):
     """The source cannot be turned into class folders (missing, empty class, bad layout)."""
 
 

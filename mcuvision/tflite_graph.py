@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from tensorflow.lite.python import schema_py_generated as schema
 
+from mcuvision.errors import PipelineError
+
 _OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
@@ -22,7 +24,7 @@ class TensorInfo:
     zero_point: tuple[int, ...]
 
 
-class NotATfliteModel(ValueError):
+class NotATfliteModel(PipelineError, ValueError):
     """The bytes are not a TFLite flatbuffer."""
 
 

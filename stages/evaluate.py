@@ -18,25 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mcuvision import evaluation  # noqa: E402
-from mcuvision.atomic import atomic_dir, write_json  # noqa: E402
-from mcuvision.config.base import ConfigError, load_params  # noqa: E402
-from mcuvision.config.evaluate import EvaluateConfig  # noqa: E402
-from mcuvision.config.model import ModelConfig  # noqa: E402
-from mcuvision.data import decode_all, read_split  # noqa: E402
-from mcuvision.formats import FORMATS, QUANTIZED, W4W8_MODEL_FILE  # noqa: E402
-from mcuvision.runtimes import load_predictor  # noqa: E402
-from mcuvision.stats import INTERVAL, PAIRED_TEST, interval_text  # noqa: E402
+from mcuvision import evaluation
+from mcuvision.atomic import atomic_dir, write_json
+from mcuvision.config.base import ConfigError, load_params
+from mcuvision.config.evaluate import EvaluateConfig
+from mcuvision.config.model import ModelConfig
+from mcuvision.data import decode_all, read_split
+from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.formats import FORMATS, QUANTIZED, W4W8_MODEL_FILE
+from mcuvision.runtimes import load_predictor
+from mcuvision.stats import INTERVAL, PAIRED_TEST, interval_text
 
 PREDICTIONS_FILE, THROUGHPUT_FILE = "predictions.csv", "throughput.json"
 
@@ -134,8 +131,9 @@ def write_reports(out: Path, probs: dict, labels: np.ndarray, classes: list[str]
         per_class.round(4).to_csv(tmp / "per_class.csv", index=False)
 
 
-def run(config: EvaluateConfig, model_config: ModelConfig, files: dict[str, Path], manifest_path: Path,
-        raw: Path, classes: list[str], metrics_out: Path, reports_out: Path) -> dict:
+def run(config: EvaluateConfig, model_config: ModelConfig, files: dict[str, Path], classes: list[str], *,
+        manifest_path: Path, raw: Path, metrics_out: Path, reports_out: Path) -> dict:
+    require_inputs(*files.values(), manifest_path, raw)
     manifest = pd.read_csv(manifest_path)
     split_name, split = held_out(manifest, raw, config.split)
     images = decode_all(split.paths, model_config.res, model_config.interpolation, split.orientations)
@@ -159,12 +157,13 @@ def main() -> None:
     args = parser.parse_args()
     try:
         params = load_params()
+        require_inputs(args.train_metrics)
         classes = json.loads(args.train_metrics.read_text(encoding="utf-8"))["classes"]
         files = model_files(args.keras, args.onnx, args.tflite, args.qdq, args.w4w8)
-        metrics = run(EvaluateConfig.from_params(params), ModelConfig.from_params(params), files,
-                      args.manifest, args.raw, classes, args.metrics, args.reports)
-    except ConfigError as error:
-        sys.exit(f"evaluate failed: {error}")
+        metrics = run(EvaluateConfig.from_params(params), ModelConfig.from_params(params), files, classes,
+                      manifest_path=args.manifest, raw=args.raw, metrics_out=args.metrics, reports_out=args.reports)
+    except PipelineError as error:
+        fail("evaluate", error)
     shown = {n: metrics[n] for n in FORMATS if n in metrics}
     print("evaluate: top-1 % (95% interval): " + "; ".join(
         f"{FORMATS[n]} {interval_text(m['top1'], m['top1_low'], m['top1_high'], m['n'])}" for n, m in shown.items()))

@@ -12,18 +12,17 @@ import hashlib
 import importlib.util
 import io
 import json
-import zipfile
 import shutil
-import sys
+import zipfile
 from pathlib import Path
 
 from mcuvision import c_array, tflite_graph
 from mcuvision.atomic import atomic_dir
-from mcuvision.config.base import ConfigError, as_dict, load_params, seed_of
+from mcuvision.config.base import as_dict, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
-
 
 
 def artifact_names(res: int, w4w8: dict | None = None) -> dict[str, str]:
@@ -75,7 +74,8 @@ def keras_params(keras_path: Path) -> int:
     with zipfile.ZipFile(keras_path) as archive, \
             h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
         sizes = []
-        weights["layers"].visititems(lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
+        weights["layers"].visititems(
+            lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
     return int(sum(sizes))
 
 
@@ -92,18 +92,23 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, params: i
             "input": "RGB pixels 0..255, unnormalized (the model rescales by 1/255 itself)",
             "resize": f"{model_config.interpolation}, to {res}x{res}", "interpolation": model_config.interpolation,
             "channel_order": "RGB", "layout": "NHWC"},
-        "int8_tflite": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape), "quantization": quant(inputs[0])},
-                        "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape), "quantization": quant(outputs[0])}},
-        "onnx": {"input": "float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc" else "float32 (N, 3, H, W) raw pixels",
+        "int8_tflite": {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape),
+                                  "quantization": quant(inputs[0])},
+                        "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape),
+                                   "quantization": quant(outputs[0])}},
+        "onnx": {"input": ("float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc"
+                           else "float32 (N, 3, H, W) raw pixels"),
                  "output": "float32 (N, classes) probabilities", "opset": quantize.onnx_opset},
         "source": {k: source.get(k) for k in ("dataset", "kind", "url", "sha256", "path") if source.get(k) is not None},
         "params": {"model": as_dict(model_config), "quantize": as_dict(quantize), "seed": seed},
     }
 
 
-def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, keras_path: Path, tflite_path: Path,
+def run(model_config: ModelConfig, quantize: QuantizeConfig, seed: int, *, keras_path: Path, tflite_path: Path,
         onnx_path: Path, qdq_path: Path, w4w8_dir: Path, train_metrics: Path, source_record: Path,
         out: Path) -> list[str]:
+    require_inputs(keras_path, tflite_path, onnx_path, qdq_path, w4w8_dir / W4W8_SEARCH_FILE, train_metrics,
+                   source_record)
     res = model_config.res
     search = json.loads((w4w8_dir / W4W8_SEARCH_FILE).read_text(encoding="utf-8"))
     names = artifact_names(res, search if search.get("enabled") else None)
@@ -139,10 +144,10 @@ def main() -> None:
     try:
         params = load_params()
         files = run(ModelConfig.from_params(params), QuantizeConfig.from_params(params), seed_of(params),
-                    args.keras, args.tflite, args.onnx, args.qdq, args.w4w8, args.train_metrics, args.source,
-                    args.out)
-    except ConfigError as error:
-        sys.exit(f"export failed: {error}")
+                    keras_path=args.keras, tflite_path=args.tflite, onnx_path=args.onnx, qdq_path=args.qdq,
+                    w4w8_dir=args.w4w8, train_metrics=args.train_metrics, source_record=args.source, out=args.out)
+    except PipelineError as error:
+        fail("export", error)
     print(f"export: {len(files)} files -> {args.out}/: {', '.join(files)}")
 
 

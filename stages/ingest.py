@@ -9,16 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 from mcuvision.archive import safe_extract
 from mcuvision.atomic import atomic_dir, write_json
-from mcuvision.config.base import ConfigError, load_params
+from mcuvision.config.base import load_params
 from mcuvision.config.dataset import DatasetConfig
 from mcuvision.download import fetch
+from mcuvision.errors import PipelineError, fail
 from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic, skipped_line
+
 
 def download_cache() -> Path:
     """Archives live outside the pipeline outputs, so `dvc repro` after a change never re-downloads."""
@@ -53,7 +54,7 @@ def bring(config: DatasetConfig, dest: Path, out: Path, cache: Path) -> dict:
     return {"url": source.url, "sha256": digest, "sha256_published": source.sha256 is not None, **record}
 
 
-def run(config: DatasetConfig, out: Path, cache: Path | None = None) -> dict:
+def run(config: DatasetConfig, *, out: Path, cache: Path | None = None) -> dict:
     cache = cache or download_cache()
     with atomic_dir(out) as tmp:
         record = {"dataset": config.name, "kind": config.source.kind, **bring(config, tmp, out, cache)}
@@ -75,9 +76,9 @@ def main() -> None:
     args = parser.parse_args()
     try:
         config = DatasetConfig.from_params(load_params())
-        record = run(config, args.out)
-    except (ConfigError, SourceError, OSError, ValueError, RuntimeError) as error:
-        sys.exit(f"ingest failed: {error}")
+        record = run(config, out=args.out)
+    except PipelineError as error:
+        fail("ingest", error)
     counts = record["counts"]
     total = sum(sum(c.values()) for c in counts.values()) if record["splits"] else sum(counts.values())
     print(f"ingest: {config.name}: {len(record['classes'])} classes, {total} files -> {args.out}/")

@@ -13,18 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from mcuvision.atomic import write_json, write_text
+from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.headline import headline
 from mcuvision.model_card import render
 
 
-def run(metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate: Path, train: Path, out: Path,
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:  # a file cut short or edited by hand: named, not a traceback
+        raise PipelineError(f"{path} is not valid JSON ({error}); run `dvc repro` to rewrite it") from error
+
+
+def run(*, metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate: Path, train: Path, out: Path,
         throughput: Path | None = None, headline_out: Path | None = None) -> str:
-    docs = [json.loads(p.read_text(encoding="utf-8")) for p in (metadata, validate, quantize, profile, evaluate, train)]
-    speed = json.loads(throughput.read_text(encoding="utf-8")) if throughput else None
+    """A record without a key the card reads raises KeyError, with its traceback: it comes from other
+    code than this, or the card has a bug; neither is the user's mistake."""
+    require_inputs(metadata, validate, quantize, profile, evaluate, train, throughput)
+    docs = [read_json(p) for p in (metadata, validate, quantize, profile, evaluate, train)]
+    speed = read_json(throughput) if throughput else None
     text = render(*docs, throughput=speed)
     if headline_out:
         _, _, quantized, profiled, evaluated, trained = docs
@@ -41,10 +51,11 @@ def main() -> None:
     parser.add_argument("--headline", type=Path, help="write the headline metrics (metrics/headline.json) here")
     args = parser.parse_args()
     try:
-        run(args.metadata, args.validate, args.quantize, args.profile, args.evaluate, args.train, args.out,
-            args.throughput, args.headline)
-    except (OSError, KeyError, json.JSONDecodeError) as error:
-        sys.exit(f"model_card failed: an input is missing or incomplete ({error!r}); run `dvc repro` first")
+        run(metadata=args.metadata, validate=args.validate, quantize=args.quantize, profile=args.profile,
+            evaluate=args.evaluate, train=args.train, out=args.out, throughput=args.throughput,
+            headline_out=args.headline)
+    except PipelineError as error:
+        fail("model_card", error)
     print(f"model_card: wrote {args.out}")
 
 

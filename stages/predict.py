@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -44,13 +43,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mcuvision.config.model import INTERPOLATIONS
-from mcuvision.runtimes import Predictor, UnsupportedModel, load_predictor
+from mcuvision.errors import USER_ERROR, PipelineError
 from mcuvision.images import DECODABLE_FORMATS
+from mcuvision.runtimes import Predictor, UnsupportedModel, load_predictor
 from mcuvision.sources import IMAGE_SUFFIXES, is_junk
 
 # TensorFlow is imported only when images are decoded (so --help and argument errors are
-# instant); its C++ info and warning lines would bury this command's own notes on stderr.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# instant); mcuvision/__init__.py quiets its C++ info and warning lines, which would bury this
+# command's own notes on stderr.
 
 DEFAULT_INTERPOLATION = "nearest"  # conf/model default; what a model without metadata was most likely trained with
 # What tf.io.decode_image reads, by PIL's format name: the validator's list, plus WebP, which this
@@ -59,7 +59,7 @@ TF_FORMATS = {*DECODABLE_FORMATS, "WEBP"}
 LABELS_FILE, METADATA_FILE = "labels.txt", "metadata.json"
 
 
-class PredictError(RuntimeError):
+class PredictError(PipelineError, RuntimeError):
     """The command cannot run as given (bad path, not a model, labels that do not fit)."""
 
 
@@ -180,7 +180,8 @@ def resolve_interpolation(model_path: Path, override: str | None) -> tuple[str, 
         # metadata.json from before `preprocessing.interpolation` existed still records the params.
         trained = ((meta.get("params") or {}).get("model") or {}).get("interpolation")
     if trained is not None and trained not in INTERPOLATIONS:
-        raise PredictError(f"{METADATA_FILE} gives interpolation {trained!r}, expected one of {', '.join(INTERPOLATIONS)}")
+        raise PredictError(f"{METADATA_FILE} gives interpolation {trained!r}, "
+                           f"expected one of {', '.join(INTERPOLATIONS)}")
     if override is not None:
         if override not in INTERPOLATIONS:
             raise PredictError(f"--interpolation {override!r}: expected one of {', '.join(INTERPOLATIONS)}")
@@ -361,9 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = predict(args.model, args.inputs, args.top_k, args.batch, args.interpolation, args.labels)
-    except PredictError as error:
+    except PipelineError as error:
         _stderr(f"error: {error}")
-        return 2
+        return USER_ERROR
     print(to_json(report.results) if args.json else to_table(report.results))
     for failure in report.failures:
         _stderr(f"skipped {failure}")

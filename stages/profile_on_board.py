@@ -24,22 +24,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 import onnx
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mcuvision import onnx_graph, tflite_graph  # noqa: E402
-from mcuvision.atomic import write_json, write_text  # noqa: E402
-from mcuvision.config.base import ConfigError, load_params  # noqa: E402
-from mcuvision.config.board import BoardConfig, load_board_dir  # noqa: E402
-from mcuvision.formats import W4W8_MODEL_FILE  # noqa: E402
-from mcuvision.profiling import boards as board_model  # noqa: E402
-from mcuvision.profiling import board_latency, latency, liveness, macc, report, stedgeai, tflm  # noqa: E402
+from mcuvision import onnx_graph, tflite_graph
+from mcuvision.atomic import write_json, write_text
+from mcuvision.config.base import load_params
+from mcuvision.config.board import BoardConfig, load_board_dir
+from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.formats import W4W8_MODEL_FILE
+from mcuvision.profiling import board_latency, latency, liveness, macc, report, stedgeai, tflm
+from mcuvision.profiling import boards as board_model
 
 PROJECT_BOARDS = Path(__file__).resolve().parents[1] / "conf" / "board"
 
@@ -56,10 +53,12 @@ def activation_ram(model_path: Path, graph, invokes: int) -> dict:
     peak = liveness.peak(graph)
     gap = measured["head_bytes"] - peak["peak_bytes"]
     return {**{k: v for k, v in measured.items() if k != "invoke_times_s"},
-            "whole_tensor_peak_bytes": peak["peak_bytes"], "whole_tensor_peak_aligned_bytes": peak["peak_aligned_bytes"],
+            "whole_tensor_peak_bytes": peak["peak_bytes"],
+            "whole_tensor_peak_aligned_bytes": peak["peak_aligned_bytes"],
             "peak_op_index": peak["peak_op_index"], "peak_op": peak["peak_op"],
             "head_over_whole_tensor_peak_bytes": gap,
-            "head_over_whole_tensor_peak_pct": round(100.0 * gap / peak["peak_bytes"], 3) if peak["peak_bytes"] else 0.0,
+            "head_over_whole_tensor_peak_pct": (round(100.0 * gap / peak["peak_bytes"], 3)
+                                                if peak["peak_bytes"] else 0.0),
             "how": ("head/tail/total: TFLite Micro RecordingMicroAllocator report with a generous arena; "
                     "minimal: bisection on arena_size, allocate + one invoke per probe in a child process; "
                     "whole-tensor peak: most bytes of whole activation tensors live at once over the op order, "
@@ -116,8 +115,9 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
     return result
 
 
-def run(board: BoardConfig, tflite_path: Path, qdq_path: Path, board_dir: Path, metrics_out: Path,
+def run(board: BoardConfig, *, tflite_path: Path, qdq_path: Path | None, board_dir: Path, metrics_out: Path,
         report_out: Path, repeats: int = 20, w4w8_dir: Path | None = None) -> dict:
+    require_inputs(tflite_path, qdq_path, board_dir)
     w4w8_path = w4w8_dir / W4W8_MODEL_FILE if w4w8_dir is not None else None
     w4w8_path = w4w8_path if w4w8_path is not None and w4w8_path.is_file() else None
     boards = load_board_dir(board_dir)
@@ -167,6 +167,7 @@ def main() -> None:
                 parser.error("standalone use needs exactly one of --board NAME or --board-file PATH")
             board = (BoardConfig.from_file(args.board_file) if args.board_file
                      else BoardConfig.from_file(args.boards / f"{args.board}.yaml"))
+            require_inputs(args.model, args.onnx, hint="")
             result = profile(args.model, args.onnx, {board.name: board}, board.name, args.repeats)
             text = report.render(result)
             if args.metrics:
@@ -179,16 +180,13 @@ def main() -> None:
             if missing:
                 parser.error(f"pipeline use needs {', '.join(missing)} (or --model PATH --board NAME standalone)")
             board = BoardConfig.from_params(load_params())
-            result = run(board, args.tflite, args.qdq, args.boards, args.metrics, args.report, args.repeats, args.w4w8)
-    except (ConfigError, tflm.TflmError, stedgeai.VendorBackendError, tflite_graph.NotATfliteModel,
-            FileNotFoundError) as error:
+            result = run(board, tflite_path=args.tflite, qdq_path=args.qdq, board_dir=args.boards,
+                         metrics_out=args.metrics, report_out=args.report, repeats=args.repeats, w4w8_dir=args.w4w8)
+    except PipelineError as error:
         # A user's mistake (a path, a file, an op the runtime lacks): one line, exit status 2.
-        if isinstance(error, tflite_graph.NotATfliteModel):
-            error = f"{model}: {error}"
-        elif isinstance(error, FileNotFoundError):
-            error = f"{error.filename or error}: no such file"
-        print(f"profile_on_board failed: {error}", file=sys.stderr)
-        sys.exit(2)
+        if isinstance(error, tflite_graph.NotATfliteModel):  # its message says what, not which file
+            error = PipelineError(f"{model}: {error}")
+        fail("profile_on_board", error)
     print(_summary(result))
 
 

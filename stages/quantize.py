@@ -13,31 +13,27 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
-
-from mcuvision import tflite_graph  # noqa: E402
-from mcuvision import mixed_precision  # noqa: E402
-from mcuvision.atomic import atomic_dir, atomic_path, write_json  # noqa: E402
-from mcuvision.config.base import ConfigError, load_params, seed_of  # noqa: E402
-from mcuvision.config.model import ModelConfig  # noqa: E402
-from mcuvision.config.quantize import QuantizeConfig  # noqa: E402
-from mcuvision.data import decode_all, read_split  # noqa: E402
-from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE  # noqa: E402
-from mcuvision.layers import Clip  # noqa: E402,F401  (registers the layer for loading)
-from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes  # noqa: E402
-from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx  # noqa: E402
-from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict  # noqa: E402
+from mcuvision import mixed_precision, tflite_graph
+from mcuvision.atomic import atomic_dir, atomic_path, write_json
+from mcuvision.config.base import ConfigError, load_params, seed_of
+from mcuvision.config.model import ModelConfig
+from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.data import decode_all, read_split
+from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
+from mcuvision.layers import Clip  # noqa: F401  (registers the layer for loading)
+from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes
+from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx
+from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(PipelineError, RuntimeError):
     """The converter produced something that is not what was asked for."""
 
 
@@ -88,9 +84,12 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
         return top1(OnnxRunner(model.SerializeToString(), exact_qdq=True).predict(images), labels)
 
     # The int8 model's own predictions on these images are already made: its baseline is not re-run.
-    found = mixed_precision.w4w8(float_model, qdq_model, accuracy, config.w4w8.tolerance_points,
-                                 config.w4w8.max_evaluations, config.w4w8.refine,
-                                 int8_accuracy=top1(qdq_probs, labels))
+    try:
+        found = mixed_precision.w4w8(float_model, qdq_model, accuracy, config.w4w8.tolerance_points,
+                                     config.w4w8.max_evaluations, config.w4w8.refine,
+                                     int8_accuracy=top1(qdq_probs, labels))
+    except mixed_precision.SurgeryError as error:  # the converter's layout, as QuantizationError says
+        raise QuantizationError(str(error)) from error
     record = {"enabled": True, "split": "val", "images": int(len(images)),
               "tolerance_points": config.w4w8.tolerance_points, "accuracy": found.accuracy,
               "int8_accuracy": found.int8_accuracy, "int4_share_pct": found.int4_share_pct,
@@ -104,8 +103,9 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
     return record
 
 
-def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path: Path, manifest_path: Path,
+def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_path: Path, manifest_path: Path,
         raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, w4w8_out: Path, metrics_out: Path) -> dict:
+    require_inputs(keras_path, manifest_path, raw)
     model = keras.models.load_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
@@ -134,10 +134,12 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, keras_path
                         "agreement_with_float": agreement(reference, TfliteRunner(tflite).predict(validation))},
         "float_onnx": {"file_bytes": onnx_out.stat().st_size, "weights_bytes": onnx_weights_bytes(float_model),
                        "opset": config.onnx_opset, "layout": config.onnx_layout,
-                       "max_abs_diff_vs_keras": float(np.abs(float_onnx_probs - reference).max()) if len(validation) else None},
+                       "max_abs_diff_vs_keras": (float(np.abs(float_onnx_probs - reference).max())
+                                                 if len(validation) else None)},
         "int8_qdq_onnx": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),
                           "agreement_with_float": agreement(reference, qdq_probs),
-                          "agreement_runtime": "onnxruntime, QDQ not fused into x86 int8 kernels (see mcuvision/runtimes.py)"},
+                          "agreement_runtime": ("onnxruntime, QDQ not fused into x86 int8 kernels "
+                                                "(see mcuvision/runtimes.py)")},
     }
     search = w4w8_search(config, float_model, qdq_model, qdq_probs, validation, val_split.labels, w4w8_out)
     if search is not None:
@@ -169,11 +171,13 @@ def main() -> None:
     args = parser.parse_args()
     try:
         params = load_params()
-        config, model_config, seed = QuantizeConfig.from_params(params), ModelConfig.from_params(params), seed_of(params)
-        metrics = run(config, model_config, seed, args.model, args.manifest, args.raw, args.tflite, args.onnx,
-                      args.qdq, args.w4w8, args.metrics)
-    except (ConfigError, QuantizationError, mixed_precision.SurgeryError) as error:
-        sys.exit(f"quantize failed: {error}")
+        config, model_config = QuantizeConfig.from_params(params), ModelConfig.from_params(params)
+        seed = seed_of(params)
+        metrics = run(config, model_config, seed, keras_path=args.model, manifest_path=args.manifest, raw=args.raw,
+                      tflite_out=args.tflite, onnx_out=args.onnx, qdq_out=args.qdq, w4w8_out=args.w4w8,
+                      metrics_out=args.metrics)
+    except PipelineError as error:
+        fail("quantize", error)
     print(summary(metrics))
 
 

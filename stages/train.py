@@ -14,29 +14,34 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mcuvision.atomic import write_json  # noqa: E402
-from mcuvision.augment import build_augmenter  # noqa: E402
-from mcuvision.checkpoint import CheckpointError, file_sha256, init_from_checkpoint  # noqa: E402
-from mcuvision.config.base import ConfigError, as_dict, load_params, require, seed_of  # noqa: E402
-from mcuvision.config.model import ModelConfig  # noqa: E402
-from mcuvision.config.train import TrainConfig  # noqa: E402
-from mcuvision.data import make_dataset, read_split, steps_per_epoch  # noqa: E402
-from mcuvision.model import build_model  # noqa: E402
-from mcuvision.training import (AveragedWeights, EpochBackup, PreciseBatchNorm, Throughput,  # noqa: E402
-                                 TrainSide, compile_model, save_model, set_bn_momentum)
+from mcuvision.atomic import write_json
+from mcuvision.augment import build_augmenter
+from mcuvision.checkpoint import file_sha256, init_from_checkpoint
+from mcuvision.config.base import as_dict, load_params, require, seed_of
+from mcuvision.config.model import ModelConfig
+from mcuvision.config.train import TrainConfig
+from mcuvision.data import make_dataset, read_split, steps_per_epoch
+from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.model import build_model
+from mcuvision.training import (
+    AveragedWeights,
+    EpochBackup,
+    PreciseBatchNorm,
+    Throughput,
+    TrainSide,
+    compile_model,
+    save_model,
+    set_bn_momentum,
+)
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -83,8 +88,9 @@ def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: 
     return [averaged, precise_bn, *stateful, averaged.restore, backup, throughput, live], backup
 
 
-def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path: Path, raw: Path,
+def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_path: Path, raw: Path,
         model_out: Path, metrics_out: Path, live_dir: Path, backup_root: Path, extra_callbacks=()) -> dict:
+    require_inputs(manifest_path, raw)
     keras.utils.set_random_seed(seed)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -122,7 +128,8 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, manifest_path:
 
     with strategy.scope():
         model = new_model(any_side=progressive)
-        checkpoint = init_from_checkpoint(model, Path(train.init_from), train.frozen_layers) if train.init_from else None
+        checkpoint = (init_from_checkpoint(model, Path(train.init_from), train.frozen_layers)
+                      if train.init_from else None)
         # XLA speeds GPUs up but, measured on a 2-core CPU at 128x128, made steps ~2.5x slower.
         compile_model(model, train, steps, xla=on_gpu)
 
@@ -178,13 +185,10 @@ def main() -> None:
         train, model_config = TrainConfig.from_params(params), ModelConfig.from_params(params)
         seed = seed_of(params)
         check_low_res(train, model_config)
-    except ConfigError as error:
-        sys.exit(f"train failed: {error}")
-    try:
-        metrics = run(train, model_config, seed, args.manifest, args.raw, args.model, args.metrics,
-                      args.live, args.backup)
-    except CheckpointError as error:
-        sys.exit(f"train failed: {error}")
+        metrics = run(train, model_config, seed, manifest_path=args.manifest, raw=args.raw, model_out=args.model,
+                      metrics_out=args.metrics, live_dir=args.live, backup_root=args.backup)
+    except PipelineError as error:
+        fail("train", error)
     print(f"train: best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
           f"{metrics['epochs_run']} epochs in {metrics['wall_time_s']} s, {metrics['images_per_s']} img/s "
           f"-> {args.model}")

@@ -15,26 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from mcuvision.atomic import atomic_path, write_json
-from mcuvision.config.base import ConfigError, load_params, seed_of
+from mcuvision.config.base import load_params, seed_of
 from mcuvision.config.dataset import DatasetConfig
+from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.expectations import Finding, run_suite, structural_problems
 from mcuvision.images import inspect_files
 from mcuvision.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
-from mcuvision.splits import (SPLIT_ORDER, assign_splits, drop_cross_split_duplicates,
-                              gather_near_duplicates, missing_splits, near_duplicate_pairs)
+from mcuvision.splits import (
+    SPLIT_ORDER,
+    assign_splits,
+    drop_cross_split_duplicates,
+    gather_near_duplicates,
+    missing_splits,
+    near_duplicate_pairs,
+)
 
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "sha256", "width", "height",
                     "mode", "format", "bytes", "orientation"]
 NEAR_DUPLICATES_CSV = "near_duplicates.csv"
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(PipelineError, RuntimeError):
     """Critical expectations failed: the data cannot be trained on as it is."""
 
 
@@ -98,7 +104,8 @@ def critical_message(failed: list[Finding], errors: dict[str, str] | None = None
     lines = ["critical data checks failed:"]
     for f in failed:
         named = f" classes: {', '.join(f.names)};" if f.names else ""
-        lines.append(f"  - {f.check}:{named} {f.unexpected_count or ''} {'offending files:' if f.files else ''}".rstrip())
+        files = "offending files:" if f.files else ""
+        lines.append(f"  - {f.check}:{named} {f.unexpected_count or ''} {files}".rstrip())
         lines += [f"      {path}{': ' + errors[path] if errors.get(path) else ''}" for path in f.files[:20]]
         if len(f.files) > 20:
             lines.append(f"      ... and {len(f.files) - 20} more (reports/validation/)")
@@ -107,7 +114,8 @@ def critical_message(failed: list[Finding], errors: dict[str, str] | None = None
     return "\n".join(lines)
 
 
-def run(config: DatasetConfig, seed: int, raw: Path, manifest: Path, metrics: Path, reports: Path) -> dict:
+def run(config: DatasetConfig, seed: int, *, raw: Path, manifest: Path, metrics: Path, reports: Path) -> dict:
+    require_inputs(raw / RECORD)
     record = json.loads((raw / RECORD).read_text(encoding="utf-8"))
     classes = record["classes"]
     skipped = Skipped()
@@ -166,16 +174,17 @@ def main() -> None:
     args = parser.parse_args()
     try:
         params = load_params()
-        summary = run(DatasetConfig.from_params(params), seed_of(params), args.raw, args.manifest,
-                      args.metrics, args.reports)
-    except (ConfigError, ValidationFailed, FileNotFoundError) as error:
-        sys.exit(f"validate failed: {error}")
+        summary = run(DatasetConfig.from_params(params), seed_of(params), raw=args.raw, manifest=args.manifest,
+                      metrics=args.metrics, reports=args.reports)
+    except PipelineError as error:
+        fail("validate", error)
     if summary["skipped_by_ingest"] is not None:  # absent from records written before it was counted
         print(skipped_line("validate: ingest", summary["skipped_by_ingest"]))
     if summary["skipped"]["files"]:
         print(skipped_line("validate", summary["skipped"]))
     for issue in summary["issues"]:
-        parts = [f"{', '.join(issue['names'][:10])}{' ...' if len(issue['names']) > 10 else ''}" if issue["names"] else "",
+        more = " ..." if len(issue["names"]) > 10 else ""
+        parts = [f"{', '.join(issue['names'][:10])}{more}" if issue["names"] else "",
                  f"{issue['unexpected_count']} rows {', '.join(issue['files'][:5])}"
                  f"{' ...' if len(issue['files']) > 5 else ''}" if issue["files"] else ""]
         print(f"validate: warning: {issue['check']}: {'; '.join(p for p in parts if p)}")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import mcuvision  # noqa: F401  (before any test module imports TensorFlow: it sets TensorFlow's log level)
+
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def stage_command(name: str) -> list[str]:

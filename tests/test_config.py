@@ -20,7 +20,8 @@ def test_known_datasets_are_the_conf_variants():
 
 @pytest.mark.parametrize("edit, key, allowed", [
     (lambda p: p["dataset"].update(name="imagenet"), "dataset.name=", "one of"),
-    (lambda p: p["dataset"]["source"].update(kind="ftp"), "dataset.source.kind='ftp'", "one of sample, folder, url, synthetic"),
+    (lambda p: p["dataset"]["source"].update(kind="ftp"), "dataset.source.kind='ftp'",
+     "one of sample, folder, url, synthetic"),
     (lambda p: p["model"].update(res=100), "model.res=100", "positive multiple of 32"),
     (lambda p: p["model"].update(res=0), "model.res=0", "positive multiple of 32"),
     (lambda p: p["model"].update(res=-64), "model.res=-64", "positive multiple of 32"),
@@ -28,8 +29,10 @@ def test_known_datasets_are_the_conf_variants():
     (lambda p: p["dataset"]["split"].update(val_fraction=1.2), "dataset.split.val_fraction=1.2", "(0.0, 1.0)"),
     (lambda p: p["dataset"]["split"].update(val_fraction=0.0), "dataset.split.val_fraction=0.0", "(0.0, 1.0)"),
     (lambda p: p["dataset"]["split"].update(test_fraction=-0.1), "dataset.split.test_fraction=-0.1", "[0.0, 1.0)"),
-    (lambda p: p["dataset"]["split"].update(val_fraction=0.6, test_fraction=0.5), "dataset.split.test_fraction=0.5", "< 1"),
-    (lambda p: p["dataset"]["checks"].update(min_images_per_class=-3), "dataset.checks.min_images_per_class=-3", "integer >= 1"),
+    (lambda p: p["dataset"]["split"].update(val_fraction=0.6, test_fraction=0.5), "dataset.split.test_fraction=0.5",
+     "< 1"),
+    (lambda p: p["dataset"]["checks"].update(min_images_per_class=-3), "dataset.checks.min_images_per_class=-3",
+     "integer >= 1"),
     (lambda p: p["dataset"].update(num_classes=-5), "dataset.num_classes=-5", "integer >= 2"),
     (lambda p: p["model"].update(interpolation="lanczos7"), "model.interpolation='lanczos7'", "nearest"),
 ])

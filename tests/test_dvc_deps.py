@@ -103,5 +103,6 @@ def test_the_closure_sees_function_level_and_relative_imports(tmp_path):
     assert ROOT / "mcuvision" / "layers.py" in closure(ROOT / "mcuvision" / "runtimes.py")
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from mcuvision import splits\n    import mcuvision.config.base as b\n")
-    assert {ROOT / "mcuvision" / "splits.py", ROOT / "mcuvision" / "config" / "base.py"} <= imported_files(module, package="")
+    expected = {ROOT / "mcuvision" / "splits.py", ROOT / "mcuvision" / "config" / "base.py"}
+    assert expected <= imported_files(module, package="")
 

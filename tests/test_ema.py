@@ -2,9 +2,8 @@
 EMA, the raw weights carry on training, and the resume backup stores the right ones."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import keras
+import numpy as np
 
 from mcuvision.training import AveragedWeights, EpochBackup, PreciseBatchNorm
 

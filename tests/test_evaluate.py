@@ -100,8 +100,9 @@ def colour_run(tmp_path_factory, base_params):
     (tmp / "w4w8").mkdir()
     files = evaluate.model_files(tmp / "float.keras", tmp / "float.onnx", tmp / "int8.tflite", tmp / "qdq.onnx",
                                  tmp / "w4w8")
-    metrics = evaluate.run(EvaluateConfig.from_params(params), ModelConfig.from_params(params), files,
-                           tmp / "manifest.csv", raw, CLASSES, tmp / "evaluate.json", tmp / "reports")
+    metrics = evaluate.run(EvaluateConfig.from_params(params), ModelConfig.from_params(params), files, CLASSES,
+                           manifest_path=tmp / "manifest.csv", raw=raw, metrics_out=tmp / "evaluate.json",
+                           reports_out=tmp / "reports")
     return tmp, metrics
 
 

@@ -110,8 +110,9 @@ def test_the_model_card_stage_writes_the_headline_and_shows_throughput(tmp_path)
     for name, doc in docs.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(doc), encoding="utf-8")
     paths = {name: tmp_path / f"{name}.json" for name in docs}
-    text = model_card.run(*(paths[n] for n in ("metadata", "validate", "quantize", "profile", "evaluate", "train")),
-                          tmp_path / "card.md", paths["throughput"], tmp_path / "headline.json")
+    inputs = {n: paths[n] for n in ("metadata", "validate", "quantize", "profile", "evaluate", "train")}
+    text = model_card.run(**inputs, out=tmp_path / "card.md", throughput=paths["throughput"],
+                          headline_out=tmp_path / "headline.json")
     written = json.loads((tmp_path / "headline.json").read_text())
     assert written == json.loads(json.dumps(headline(evaluate, docs["profile"], docs["quantize"], docs["train"])))
     assert "rt-int8_tflite" in text and "Int8 TFLite (LiteRT) 102.0 img/s" in text

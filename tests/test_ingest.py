@@ -31,7 +31,7 @@ def classes_in(out):
 
 def test_embedded_sample_keeps_its_license(tmp_path):
     config = dataset_config({"kind": "sample", "path": "data/sample/flowers_mini"}, num_classes=5)
-    record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+    record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     out = tmp_path / "raw"
     assert classes_in(out) == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert (out / "LICENSE.txt").is_file() and record["license_files"] == ["LICENSE.txt"]
@@ -43,7 +43,7 @@ def test_folder_with_a_test_folder(tmp_path):
     image_tree(tmp_path / "train", {"cat": 3, "dog": 4})
     image_tree(tmp_path / "test", {"cat": 1, "dog": 2}, seed=1)
     config = dataset_config({"kind": "folder", "path": str(tmp_path / "train"), "test_path": str(tmp_path / "test")})
-    record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+    record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert record["splits"] == ["train", "test"]
     assert record["counts"] == {"train": {"cat": 3, "dog": 4}, "test": {"cat": 1, "dog": 2}}
     assert len(list((tmp_path / "raw" / "test" / "dog").iterdir())) == 2
@@ -54,7 +54,7 @@ def test_empty_class_folder_stops_and_leaves_no_output(tmp_path):
     (tmp_path / "src" / "dog").mkdir()
     config = dataset_config({"kind": "folder", "path": str(tmp_path / "src")})
     with pytest.raises(SourceError, match="dog holds no images"):
-        ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert not (tmp_path / "raw").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["src"]  # no temp leftovers either
 
@@ -63,13 +63,13 @@ def test_class_count_mismatch_is_named(tmp_path):
     image_tree(tmp_path / "src", {"cat": 2, "dog": 2})
     config = dataset_config({"kind": "folder", "path": str(tmp_path / "src")}, num_classes=3)
     with pytest.raises(SourceError, match="num_classes=3 but the source has 2 classes: cat, dog"):
-        ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
 
 
 def test_synthetic_is_deterministic(tmp_path):
     config = dataset_config({"kind": "synthetic", "images_per_class": 3, "image_size": 32, "seed": 5}, num_classes=3)
-    ingest.run(config, tmp_path / "a", cache=tmp_path / "cache")
-    ingest.run(config, tmp_path / "b", cache=tmp_path / "cache")
+    ingest.run(config, out=tmp_path / "a", cache=tmp_path / "cache")
+    ingest.run(config, out=tmp_path / "b", cache=tmp_path / "cache")
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.jpg"))
     assert len(files_a) == 9
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
@@ -89,8 +89,8 @@ def test_url_archive_downloaded_once_checked_and_extracted(tmp_path, served_arch
     site, archive = served_archive
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/flowers.tgz", "sha256": sha256(archive)})
-        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
-        ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
+        ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
         assert len(server.requests) == 1, "a re-run must reuse the cached archive"
     assert record["sha256"] == sha256(archive) and record["sha256_published"] is True
     assert record["counts"] == {"daisy": 3, "tulips": 2}
@@ -101,12 +101,12 @@ def test_unpublished_checksum_is_recorded_then_enforced(tmp_path, served_archive
     site, archive = served_archive
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/flowers.tgz"})
-        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
         assert record["sha256"] == sha256(archive) and record["sha256_published"] is False
         # The host now serves other bytes: the recorded checksum catches it.
         tar_gz(image_tree(tmp_path / "other", {"x": 2, "y": 2}), archive, "flower_photos")
         with pytest.raises(ChecksumError):
-            ingest.run(config, tmp_path / "raw", cache=tmp_path / "fresh_cache")
+            ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "fresh_cache")
     assert classes_in(tmp_path / "raw") == ["daisy", "tulips"], "the previous output stays as it was"
 
 
@@ -115,7 +115,7 @@ def test_bad_checksum_stops_and_leaves_no_output(tmp_path, served_archive):
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/flowers.tgz", "sha256": "0" * 64})
         with pytest.raises(ChecksumError, match="0000"):
-            ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+            ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert not (tmp_path / "raw").exists()
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -125,7 +125,7 @@ def test_truncated_download_stops_and_leaves_no_output(tmp_path, served_archive)
     with serve_directory(site, truncate={"flowers.tgz": 100}) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/flowers.tgz", "sha256": sha256(archive)})
         with pytest.raises(DownloadError, match="received"):
-            ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+            ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert not (tmp_path / "raw").exists()
 
 
@@ -135,7 +135,7 @@ def test_path_traversal_member_is_rejected(tmp_path, served_archive):
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/flowers.tgz"})
         with pytest.raises(UnsafeArchiveError, match="evil.txt"):
-            ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+            ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert not (tmp_path / "raw").exists()
     assert not any(tmp_path.rglob("evil.txt"))
 
@@ -154,7 +154,7 @@ def test_food101_layout_keeps_the_official_split(tmp_path):
     tar_gz(root, site / "food-101.tar.gz", "food-101")
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/food-101.tar.gz", "layout": "food101"})
-        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert record["splits"] == ["train", "test"]
     assert record["counts"]["test"] == {"apple_pie": 1, "ramen": 1}
     assert (tmp_path / "raw" / "test" / "ramen" / "ramen2.jpg").is_file()
@@ -169,7 +169,7 @@ def test_zip_archive_without_extension(tmp_path):
                 z.writestr(f"Plant_leaves/{cls}/{i}.jpg", jpeg_bytes(i + len(cls)))
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/file_downloaded"}, num_classes=2)
-        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert record["classes"] == ["leaf_a", "leaf_b"]
 
 
@@ -184,7 +184,8 @@ def add_litter(src):
     files = {"__MACOSX/cat/._000.jpg": fork, "__MACOSX/dog/._000.jpg": fork, "cat/._001.jpg": fork,
              ".DS_Store": b"Bud1", "cat/.DS_Store": b"Bud1", "dog/Thumbs.db": b"\xd0\xcf", "dog/desktop.ini": b"[x]",
              "dog/@eaDir/000.jpg/SYNOPHOTO_THUMB_XL.jpg": jpeg_bytes(99), "cat/deep/.thumbnails/t.jpg": jpeg_bytes(98),
-             "cat/.ipynb_checkpoints/n.png": b"x", ".hidden_class/000.jpg": jpeg_bytes(97), "dog/.x/y.jpg": jpeg_bytes(96)}
+             "cat/.ipynb_checkpoints/n.png": b"x", ".hidden_class/000.jpg": jpeg_bytes(97),
+             "dog/.x/y.jpg": jpeg_bytes(96)}
     for name, data in files.items():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(data)
@@ -194,7 +195,8 @@ def add_litter(src):
 def test_os_litter_is_skipped_at_any_depth_and_counted(tmp_path):
     src = image_tree(tmp_path / "src", {"bird": 3, "cat": 3, "dog": 3})
     litter = add_litter(src)
-    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), out=tmp_path / "raw",
+                        cache=tmp_path / "cache")
     assert record["classes"] == ["bird", "cat", "dog"]
     assert files_under(tmp_path / "raw") == sorted(["SOURCE.json"] + [f"{c}/{i:03d}.jpg" for c in ("bird", "cat", "dog")
                                                                       for i in range(3)])
@@ -214,7 +216,7 @@ def test_mac_made_zip_finds_its_class_root_past_macosx(tmp_path):
         z.writestr("my_photos/.DS_Store", b"Bud1")
     with serve_directory(site) as server:
         config = dataset_config({"kind": "url", "url": f"{server.url}/my_photos.zip"})
-        record = ingest.run(config, tmp_path / "raw", cache=tmp_path / "cache")
+        record = ingest.run(config, out=tmp_path / "raw", cache=tmp_path / "cache")
     assert record["classes"] == ["bird", "cat", "dog"] and record["counts"] == {"bird": 3, "cat": 3, "dog": 3}
     assert record["skipped"]["files"] == 10
 
@@ -225,7 +227,8 @@ def test_nested_images_are_never_lost_or_replaced(tmp_path):
     (src / "cat" / "a" / "b.jpg").write_bytes(jpeg_bytes(51))
     (src / "cat" / "a__b.jpg").write_bytes(jpeg_bytes(52))  # what flattening a/b.jpg used to produce
     (src / "cat" / "a" / "b" / "c.jpg").write_bytes(jpeg_bytes(53))
-    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+    record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), out=tmp_path / "raw",
+                        cache=tmp_path / "cache")
     raw = tmp_path / "raw"
     for cls in ("cat", "dog"):
         assert files_under(raw / cls) == files_under(src / cls)
@@ -238,7 +241,7 @@ def test_one_class_stops_ingest_naming_it(tmp_path):
     src = image_tree(tmp_path / "src", {"cat": 4})
     (src / "__MACOSX" / "dog").mkdir(parents=True)  # litter is no second class
     with pytest.raises(SourceError, match="cat") as error:
-        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), out=tmp_path / "raw", cache=tmp_path / "cache")
     assert "at least 2" in str(error.value)
     assert not (tmp_path / "raw").exists()
 
@@ -249,4 +252,4 @@ def test_class_holding_only_litter_is_named(tmp_path):
     (src / "dog" / "@eaDir" / "thumb.jpg").write_bytes(jpeg_bytes(5))
     (src / "dog" / "._000.jpg").write_bytes(b"\x00\x05\x16\x07")
     with pytest.raises(SourceError, match="dog holds no images"):
-        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), tmp_path / "raw", cache=tmp_path / "cache")
+        ingest.run(dataset_config({"kind": "folder", "path": str(src)}), out=tmp_path / "raw", cache=tmp_path / "cache")

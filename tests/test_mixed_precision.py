@@ -17,10 +17,10 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from mcuvision import mixed_precision
+from mcuvision.compose import compose
 from mcuvision.config.base import ConfigError
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.compose import compose
 from mcuvision.config.train import TrainConfig
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.onnx_graph import weights_bytes
@@ -272,12 +272,13 @@ def stage_run(tmp_path_factory, base_params):
     params["quantize"]["calibration_images"] = 32
     params["quantize"]["w4w8"].update(enabled=True, max_evaluations=20)
     model_config = ModelConfig.from_params(params)
-    train_stage.run(TrainConfig.from_params(params), model_config, 1, tmp / "manifest.csv", raw,
-                    tmp / "float.keras", tmp / "train.json", tmp / "live", tmp / "backup")
+    train_stage.run(TrainConfig.from_params(params), model_config, 1, manifest_path=tmp / "manifest.csv", raw=raw,
+                    model_out=tmp / "float.keras", metrics_out=tmp / "train.json", live_dir=tmp / "live",
+                    backup_root=tmp / "backup")
     config = QuantizeConfig.from_params(params)
-    metrics = quantize.run(config, model_config, 1, tmp / "float.keras", tmp / "manifest.csv", raw,
-                           tmp / "int8.tflite", tmp / "float.onnx", tmp / "qdq.onnx", tmp / "w4w8",
-                           tmp / "quantize.json")
+    metrics = quantize.run(config, model_config, 1, keras_path=tmp / "float.keras", manifest_path=tmp / "manifest.csv",
+                           raw=raw, tflite_out=tmp / "int8.tflite", onnx_out=tmp / "float.onnx",
+                           qdq_out=tmp / "qdq.onnx", w4w8_out=tmp / "w4w8", metrics_out=tmp / "quantize.json")
     return {"tmp": tmp, "metrics": metrics, "config": config, "raw": raw, "model": model_config}
 
 

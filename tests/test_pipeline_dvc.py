@@ -164,7 +164,8 @@ def test_resolution_change_reruns_train_and_after_never_ingest(clone):
     assert repro_after_change(clone, "model", "res", 64) == ["train", *AFTER_QUANTIZE]
     assert json.loads((clone / "metrics" / "evaluate.json").read_text())["int8_tflite"]["top1"] >= 0
     # Every model downstream was remade at the new resolution.
-    assert json.loads((clone / "metrics" / "quantize.json").read_text())["int8_tflite"]["input"]["shape"] == [1, 64, 64, 3]
+    quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
+    assert quantized["int8_tflite"]["input"]["shape"] == [1, 64, 64, 3]
     assert "64x64" in (clone / "reports" / "model_card.md").read_text()
 
 

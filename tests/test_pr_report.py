@@ -6,8 +6,10 @@ so `dvc params diff` / `dvc metrics diff` are the real CLI's output, not a stand
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mcuvision import pr_report
+from mcuvision import pr_images, pr_report
 from mcuvision.pr_report import MARKER, cell_changes, check_guards, confusion_section, count_cells
 
 WORKFLOW = ROOT / ".github" / "workflows" / "metrics.yml"
@@ -440,12 +442,16 @@ def test_workflow_comments_the_report_on_pull_requests():
     assert any("dvc pull" in r for r in runs)
     diff = next(s for s in steps if "make diff" in s.get("run", ""))
     assert "BASE=\"origin/$BASE_REF\"" in diff["run"] and diff["env"]["BASE_REF"] == "${{ github.base_ref }}"
-    comment = next(s for s in steps if s.get("uses", "").startswith("actions/github-script@"))
-    script = comment["with"]["script"]
-    assert MARKER in script
-    assert "updateComment" in script and "createComment" in script
+    assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in steps)
+    comment = next(s for s in steps if "cml comment update" in s.get("run", ""))
+    assert "--publish" in comment["run"] and '"$REPORT"' in comment["run"]
+    assert comment["env"]["REPO_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert "head.repo.full_name == github.repository" in comment["if"]  # forks: summary + artifact
+    report = workflow["jobs"]["report"]["env"]["REPORT"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert "reports/evaluate/*.png" in upload["with"]["path"]
+    # the pictures the report links travel with it (pr_images.images_folder)
+    assert f"{Path(report).stem}_images/" in upload["with"]["path"].split()
+    assert report in upload["with"]["path"].split()
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -454,3 +460,44 @@ def test_make_diff_runs_the_report_module():
                          cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     assert "python -m mcuvision.pr_report --base origin/main --output out.md --fail-on-guard" in dry.stdout
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_pictures(repo: Path, colour: tuple[int, int, int], accuracies: list[float]) -> None:
+    (repo / "reports" / "evaluate").mkdir(parents=True, exist_ok=True)
+    (repo / "reports" / "evaluate" / "confusion_int8_tflite.png").write_bytes(png(colour))
+    for kind in ("eval", "train"):
+        folder = repo / "dvclive" / "train" / "plots" / "metrics" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{i}\t{a}\n" for i, a in enumerate(accuracies))
+        (folder / "accuracy.tsv").write_text("step\taccuracy\n" + rows, encoding="utf-8")
+
+
+def test_report_with_output_links_pictures_that_exist(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    (repo / "dvc.yaml").write_text("metrics:\n  - metrics/evaluate.json\n")
+    write_numbers(repo, PARAMS, EVALUATE, PROFILE, {"int8_tflite": CONFUSION})
+    write_pictures(repo, (255, 0, 0), [0.3, 0.5])
+    base = commit(repo, "base")
+    write_pictures(repo, (0, 0, 255), [0.4, 0.6, 0.7])
+    out = tmp_path / "elsewhere" / "report.md"
+    assert pr_report.main(["--base", base, "--repo", str(repo), "--output", str(out)]) == 0
+    report = out.read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert set(links) == {"report_images/confusion_int8_tflite_base.png",
+                          "report_images/confusion_int8_tflite_head.png", "report_images/training_curves.png"}
+    for link in links:
+        assert (out.parent / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+    assert (out.parent / links[0]).read_bytes() != (out.parent / links[1]).read_bytes()  # base's from git
+    assert (out.parent / "report_images/confusion_int8_tflite_base.png").read_bytes() == png((255, 0, 0))
+    assert pr_images.tsv_series(b"step\taccuracy\n0\t0.25\n1\t0.5\n") == [0.25, 0.5]

@@ -215,12 +215,14 @@ def test_unreadable_files_are_named_and_the_rest_still_predicted(models, photos,
     captured = capsys.readouterr()
     assert rel([r["path"] for r in json.loads(captured.out)], photos) == EXPECTED
     skipped = [line for line in captured.err.splitlines() if line.startswith("predict: skipped")]
-    assert skipped[0] == f"predict: skipped {photos / 'bad.jpg'}: not an image (its contents are no image format PIL knows)"
+    assert skipped[0] == (f"predict: skipped {photos / 'bad.jpg'}: "
+                          "not an image (its contents are no image format PIL knows)")
     assert len(skipped) == 3 and "3 of 8 images could not be read" in captured.err
 
 
 def test_table_lists_each_image_with_its_top_k(models, photos, capsys):
-    assert P.main(["--model", str(models["float_onnx"]), "--top-k", "2", str(photos / "a.jpg"), str(photos / "b.png")]) == 0
+    args = ["--model", str(models["float_onnx"]), "--top-k", "2", str(photos / "a.jpg"), str(photos / "b.png")]
+    assert P.main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["image", "top-1", "top-2"]
     report = P.predict(models["float_onnx"], [photos / "a.jpg", photos / "b.png"], top_k=2, log=quiet)

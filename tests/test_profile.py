@@ -26,8 +26,8 @@ from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.macc import count_macc
 from mcuvision.model import build_model
-from mcuvision.profiling import boards as board_model
 from mcuvision.profiling import board_latency, liveness, macc, stedgeai, tflm
+from mcuvision.profiling import boards as board_model
 from mcuvision.quantization import int8_tflite
 from stages import profile_on_board
 
@@ -98,7 +98,8 @@ def test_five_class_macc_matches_st_facts_and_the_keras_count(lc_v1, res, card):
     assert counted["total"] == count_macc(model)["total"], "the .tflite and Keras counts disagree"
     kinds = {r["kind"] for r in counted["per_layer"]}
     assert {"conv", "depthwise", "dense", "add", "mul", "mean", "logistic"} <= kinds
-    assert counted["total"] == sum(r["macc"] for r in counted["per_layer"] if r["kind"] in ("conv", "depthwise", "dense"))
+    assert counted["total"] == sum(r["macc"] for r in counted["per_layer"]
+                                   if r["kind"] in ("conv", "depthwise", "dense"))
 
 
 @pytest.mark.slow
@@ -194,7 +195,8 @@ def test_board_coefficients_are_the_fit_through_the_card_points_and_errors_are_r
 
 
 def test_calibration_maccs_are_the_model_counts():
-    counts = {(classes, res): count_macc(build_model(classes, res))["total"] for classes in (5, 101) for res in (128, 224)}
+    counts = {(classes, res): count_macc(build_model(classes, res))["total"]
+              for classes in (5, 101) for res in (128, 224)}
     for board in load_board_dir(BOARD_DIR).values():
         classes = 101 if board.name == "stm32n6570_dk" else 5  # the card's N6 figures are Food-101
         for point in board.calibration:
@@ -212,10 +214,12 @@ def test_params_board_section_is_the_selected_board_file(params):
     (lambda b: b.update(internal_ram_kib="1M"), "board.internal_ram_kib='1M'", "a number"),
     (lambda b: b.update(arena_ram_kib=4096), "board.arena_ram_kib=4096", "at most internal_ram_kib"),
     (lambda b: b.update(ram_fit="external", external_ram_kib=0), "board.ram_fit='external'", "external_ram_kib is 0"),
-    (lambda b: b["latency"].update(model="ms_per_mmacc"), "board.latency.model='ms_per_mmacc'", "cycles_per_macc for an mcu"),
+    (lambda b: b["latency"].update(model="ms_per_mmacc"), "board.latency.model='ms_per_mmacc'",
+     "cycles_per_macc for an mcu"),
     (lambda b: b["latency"].update(value=-1), "board.latency.value=-1", "(0.0"),
     (lambda b: b["latency"].update(calibration=[], assumption=""), "board.latency.assumption=''", "uncalibrated"),
-    (lambda b: b["latency"]["calibration"][0].update(published_ms=0), "board.latency.calibration[0].published_ms=0", "(0.0"),
+    (lambda b: b["latency"]["calibration"][0].update(published_ms=0), "board.latency.calibration[0].published_ms=0",
+     "(0.0"),
     (lambda b: b.update(vendor_backend="cubeai"), "board.vendor_backend='cubeai'", "one of none, stedgeai"),
     (lambda b: b.update(vendor_backend="stedgeai", stedgeai_target=""), "board.stedgeai_target=''", "target"),
 ])
@@ -233,7 +237,8 @@ def staged(small, tmp_path_factory, base_params):
     path, _ = small
     tmp = tmp_path_factory.mktemp("stage")
     board = BoardConfig.from_params(base_params)
-    result = profile_on_board.run(board, path, None, BOARD_DIR, tmp / "profile.json", tmp / "profile.md", repeats=3)
+    result = profile_on_board.run(board, tflite_path=path, qdq_path=None, board_dir=BOARD_DIR,
+                                  metrics_out=tmp / "profile.json", report_out=tmp / "profile.md", repeats=3)
     return tmp, result
 
 

@@ -41,8 +41,9 @@ def tiny_run(tmp, params, classes: int, per_class: int, val_per_class: int, res:
     params["train"].update(epochs=epochs, batch_size=16, learning_rate=0.003, warmup_epochs=0, label_smoothing=0.0)
     params["quantize"]["calibration_images"] = 64
     model_config = ModelConfig.from_params(params)
-    train_stage.run(TrainConfig.from_params(params), model_config, 1, tmp / "manifest.csv", raw,
-                    tmp / "float.keras", tmp / "train.json", tmp / "live", tmp / "backup")
+    train_stage.run(TrainConfig.from_params(params), model_config, 1, manifest_path=tmp / "manifest.csv", raw=raw,
+                    model_out=tmp / "float.keras", metrics_out=tmp / "train.json", live_dir=tmp / "live",
+                    backup_root=tmp / "backup")
     return {"raw": raw, "manifest": tmp / "manifest.csv", "model": model_config, "params": params}
 
 
@@ -53,9 +54,10 @@ def quantize_into(tmp, run, **overrides) -> dict:
         params["quantize"][section][name] = value
     paths = {k: tmp / v for k, v in (("tflite", "int8.tflite"), ("onnx", "float.onnx"), ("qdq", "qdq.onnx"))}
     paths["w4w8"] = tmp / "qdq_w4w8"
-    metrics = quantize.run(QuantizeConfig.from_params(params), run["model"], 1, tmp / "float.keras", run["manifest"],
-                           run["raw"], paths["tflite"], paths["onnx"], paths["qdq"], paths["w4w8"],
-                           tmp / "quantize.json")
+    metrics = quantize.run(QuantizeConfig.from_params(params), run["model"], 1, keras_path=tmp / "float.keras",
+                           manifest_path=run["manifest"], raw=run["raw"], tflite_out=paths["tflite"],
+                           onnx_out=paths["onnx"], qdq_out=paths["qdq"], w4w8_out=paths["w4w8"],
+                           metrics_out=tmp / "quantize.json")
     return {"metrics": metrics, **paths}
 
 
@@ -117,7 +119,8 @@ def test_per_tensor_option_changes_the_model(trained, tmp_path):
     other = quantize_into(tmp_path, run, tflite__granularity="per_tensor")
     graph = tflite_graph.load(other["tflite"].read_bytes())
     conv_scales = [len(t.quantization.scale) for t in graph.subgraphs[0].tensors
-                   if t.quantization is not None and t.quantization.scale is not None and t.buffer and graph.buffers[t.buffer].data is not None]
+                   if t.quantization is not None and t.quantization.scale is not None
+                   and t.buffer and graph.buffers[t.buffer].data is not None]
     assert max(conv_scales) == 1, "per-tensor: one scale per weight tensor"
 
 
@@ -137,9 +140,10 @@ def test_five_class_weights_flash_matches_the_card(tmp_path, base_params):
 
 def test_export_artifacts_and_c_array(trained, tmp_path):
     tmp, run, out = trained
-    files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, tmp / "float.keras", out["tflite"],
-                       out["onnx"], out["qdq"], out["w4w8"], tmp / "train.json", run["raw"] / "SOURCE.json",
-                       tmp_path / "artifacts")
+    files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
+                       tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
+                       train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
+                       out=tmp_path / "artifacts")
     art = tmp_path / "artifacts"
     stem = "st_efficientnetlcv1_64_tfs"
     for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
@@ -147,7 +151,8 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
         assert name in files and (art / name).is_file(), name
     assert (art / "labels.txt").read_text().split() == ["class_000", "class_001", "class_002"]
     meta = json.loads((art / "metadata.json").read_text())
-    assert meta["int8_tflite"]["input"]["dtype"] == "uint8" and meta["int8_tflite"]["input"]["quantization"]["scale"] == 1.0
+    tflite_input = meta["int8_tflite"]["input"]
+    assert tflite_input["dtype"] == "uint8" and tflite_input["quantization"]["scale"] == 1.0
     import keras
 
     assert meta["parameter_count"] == keras.models.load_model(tmp / "float.keras").count_params()
@@ -173,16 +178,18 @@ def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained,
     """The README's lines, run in a fresh interpreter from the artifacts folder: the model loads in
     safe mode without this project and gives the same outputs as the trained model."""
     tmp, run, out = trained
-    export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, tmp / "float.keras", out["tflite"],
-               out["onnx"], out["qdq"], out["w4w8"], tmp / "train.json", run["raw"] / "SOURCE.json",
-               tmp_path / "artifacts")
+    export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
+               tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
+               train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
+               out=tmp_path / "artifacts")
     art = tmp_path / "artifacts"
     readme = (art / "README.md").read_text()
     snippet = readme.split("```python\n")[1].split("```")[0]
     pixels = np.random.RandomState(0).randint(0, 256, (4, 64, 64, 3)).astype(np.float32)
     np.save(tmp_path / "pixels.npy", pixels)
     check = (snippet + "import sys, numpy\n"
-             "assert not any(m == 'mcuvision' or m.startswith(('mcuvision.', 'stages')) for m in sys.modules), sys.modules\n"
+             "assert not any(m == 'mcuvision' or m.startswith(('mcuvision.', 'stages')) for m in sys.modules), "
+             "sys.modules\n"
              f"numpy.save('probs.npy', model.predict(numpy.load({str(tmp_path / 'pixels.npy')!r}), verbose=0))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", check], cwd=art, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)

@@ -46,7 +46,7 @@ def test_two_epochs_beat_chance_and_write_every_output(tmp_path, tiny, params):
     raw, manifest = tiny
     train, model = configs(params, epochs=2)
     out = outputs(tmp_path)
-    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    metrics = train_stage.run(train, model, 127, manifest_path=manifest, raw=raw, **out)
     assert metrics["best_val_accuracy"] > 1.0 / CLASSES + 0.15, metrics
     assert metrics["epochs_run"] == 2 and metrics["images_per_s"] > 0 and metrics["train_images"] == 72
     assert json.loads(out["metrics_out"].read_text())["classes"] == ["class_000", "class_001", "class_002"]
@@ -73,11 +73,11 @@ def test_interrupted_run_leaves_no_model_and_resumes(tmp_path, tiny, params):
     train, model = configs(params, epochs=3)
     out = outputs(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        train_stage.run(train, model, 127, manifest, raw, **out, extra_callbacks=[Interrupt(after=2)])
+        train_stage.run(train, model, 127, manifest_path=manifest, raw=raw, **out, extra_callbacks=[Interrupt(after=2)])
     assert not out["model_out"].exists(), "no half-written model after an interruption"
     folder = out["model_out"].parent
     assert not folder.exists() or not any(folder.iterdir()), "nor any temporary file beside it"
-    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    metrics = train_stage.run(train, model, 127, manifest_path=manifest, raw=raw, **out)
     assert metrics["epochs_this_run"] == 1, "the re-run resumes after the 2 finished epochs"
     assert metrics["epochs_run"] == 3
     assert out["model_out"].is_file()
@@ -93,7 +93,7 @@ def test_progressive_resizing_trains_low_then_saves_the_fixed_side(tmp_path, tin
     params["train"].update(low_res=32, low_res_epochs=1, ema_momentum=0.9)
     train, model = configs(params, epochs=2)
     out = outputs(tmp_path)
-    metrics = train_stage.run(train, model, 127, manifest, raw, **out)
+    metrics = train_stage.run(train, model, 127, manifest_path=manifest, raw=raw, **out)
     assert metrics["epochs_run"] == 2
     loaded = keras.models.load_model(out["model_out"])
     assert loaded.input_shape == (None, 64, 64, 3)

@@ -24,9 +24,10 @@ def make_raw(tmp_path, classes: dict[str, int], test_classes: dict[str, int] | N
 def run_validate(tmp_path, config, seed=127, name="run"):
     raw = tmp_path / "raw"
     if not raw.exists():
-        ingest.run(config, raw, cache=tmp_path / "cache")
+        ingest.run(config, out=raw, cache=tmp_path / "cache")
     out = tmp_path / name
-    summary = validate.run(config, seed, raw, out / "manifest.csv", out / "validate.json", out / "reports")
+    summary = validate.run(config, seed, raw=raw, manifest=out / "manifest.csv", metrics=out / "validate.json",
+                           reports=out / "reports")
     return summary, pd.read_csv(out / "manifest.csv")
 
 
@@ -105,7 +106,7 @@ def test_too_few_images_in_a_class_is_critical(tmp_path):
 def test_class_without_images_is_critical(tmp_path):
     config, _ = make_raw(tmp_path, {"cat": 5, "dog": 5})
     raw = tmp_path / "raw"
-    ingest.run(config, raw, cache=tmp_path / "cache")
+    ingest.run(config, out=raw, cache=tmp_path / "cache")
     record = json.loads((raw / "SOURCE.json").read_text())
     record["classes"].append("bird")  # a class the data no longer has
     (raw / "SOURCE.json").write_text(json.dumps(record))
@@ -121,7 +122,8 @@ def test_identical_image_in_two_classes_and_splits_is_dropped_and_reported(tmp_p
     for i in range(5):
         (src / "dog" / f"copy{i}.jpg").write_bytes(original)
     summary, manifest = run_validate(tmp_path, config)
-    copies = manifest[manifest["sha256"] == manifest.loc[manifest["path"].str.contains("copy|cat/000"), "sha256"].iloc[0]]
+    copied = manifest.loc[manifest["path"].str.contains("copy|cat/000"), "sha256"].iloc[0]
+    copies = manifest[manifest["sha256"] == copied]
     assert copies["split"].nunique() == 1, "an identical image may sit in one split only"
     dropped = pd.read_csv(tmp_path / "run" / "reports" / "dropped_duplicates.csv")
     assert summary["dropped_duplicates"] == len(dropped) >= 1
@@ -215,7 +217,8 @@ def test_a_failed_set_expectation_names_the_classes(tmp_path):
     from datasets import CHECKS
     from mcuvision.config.dataset import ChecksConfig
     from mcuvision.expectations import run_suite
-    rows = pd.DataFrame({"path": ["cat/0.jpg", "cat/1.jpg", "dog/0.jpg", "dog/1.jpg"], "label": ["cat"] * 2 + ["dog"] * 2,
+    rows = pd.DataFrame({"path": ["cat/0.jpg", "cat/1.jpg", "dog/0.jpg", "dog/1.jpg"],
+                         "label": ["cat"] * 2 + ["dog"] * 2,
                          "split": ["train", "val"] * 2, "sha256": [f"{i:064x}" for i in range(4)], "width": 24,
                          "height": 24, "mode": "RGB", "format": "JPEG", "decodes": True})
     findings, _ = run_suite(rows, ["bird", "cat", "dog"], ChecksConfig.from_params(CHECKS), tmp_path / "docs")
@@ -331,3 +334,17 @@ def test_exif_orientation_is_recorded_and_applied_by_the_decoder(tmp_path):
                     decode_all([split.paths[at]], 32, "bilinear")[0]):  # orientation read from the file (predict)
         assert np.abs(decoded.astype(np.float32) - shown).mean() < 8, "the photo as a viewer shows it"
         assert np.abs(decoded.astype(np.float32) - np.rot90(shown, 1)).mean() > 20, "not as stored"
+
+
+def test_banded_near_duplicate_search_finds_what_comparing_every_pair_finds():
+    from mcuvision.splits import near_duplicate_pairs
+
+    rng = np.random.RandomState(3)
+    originals = rng.randint(0, 2**63, 400, dtype=np.int64).astype(np.uint64)
+    flips = [sum(1 << int(b) for b in rng.choice(64, k, replace=False)) for k in rng.randint(0, 7, 150)]
+    hashes = np.r_[originals, originals[:150] ^ np.array(flips, dtype=np.uint64)]
+    text = [f"{int(h):016x}" for h in hashes]
+    found = near_duplicate_pairs(pd.DataFrame({"dhash": text, "phash": text}), 4)
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    brute = {(a, b) for a, b in zip(*np.nonzero(np.triu(distance <= 4, 1)))}
+    assert set(zip(found["a"], found["b"])) == brute and len(brute) > 50

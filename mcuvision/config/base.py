@@ -15,10 +15,12 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from mcuvision.errors import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError, ValueError):
     """A parameter value the pipeline cannot run with."""
 
 

@@ -100,12 +100,16 @@ class BoardConfig:
         require(arena_ram <= internal_ram, key_of(prefix, "arena_ram_kib"), arena_ram,
                 f"at most internal_ram_kib ({internal_ram}): the largest contiguous internal RAM region")
         ram_fit, flash_fit = choice(s, prefix, "ram_fit", MEMORIES), choice(s, prefix, "flash_fit", MEMORIES)
-        flash, ext_ram, ext_flash = (_kib(s, prefix, k) for k in ("flash_kib", "external_ram_kib", "external_flash_kib"))
-        budgets = {("ram_fit", "internal"): ("arena_ram_kib", arena_ram), ("ram_fit", "external"): ("external_ram_kib", ext_ram),
-                   ("flash_fit", "internal"): ("flash_kib", flash), ("flash_fit", "external"): ("external_flash_kib", ext_flash)}
+        flash, ext_ram, ext_flash = (_kib(s, prefix, k)
+                                     for k in ("flash_kib", "external_ram_kib", "external_flash_kib"))
+        budgets = {("ram_fit", "internal"): ("arena_ram_kib", arena_ram),
+                   ("ram_fit", "external"): ("external_ram_kib", ext_ram),
+                   ("flash_fit", "internal"): ("flash_kib", flash),
+                   ("flash_fit", "external"): ("external_flash_kib", ext_flash)}
         for field, value in (("ram_fit", ram_fit), ("flash_fit", flash_fit)):
             budget_key, budget = budgets[(field, value)]
-            require(budget > 0, key_of(prefix, field), value, f"a memory the board has ({key_of(prefix, budget_key)} is 0)")
+            require(budget > 0, key_of(prefix, field), value,
+                    f"a memory the board has ({key_of(prefix, budget_key)} is 0)")
 
         latency = mapping_at(s, "latency", prefix, known=("model", "value", "calibration", "assumption"))
         lp = key_of(prefix, "latency")

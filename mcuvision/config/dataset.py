@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
-from .base import choice, fields_of, integer, number, require, mapping_at
+from .base import choice, fields_of, integer, mapping_at, number, require
 
 DATASET_CONF_DIR = Path("conf/dataset")
 SOURCE_KINDS = ("sample", "folder", "url", "synthetic")

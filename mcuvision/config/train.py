@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Mapping
 
-from .base import choice, fields_of, integer, number, require, mapping_at
+from .base import choice, fields_of, integer, mapping_at, number, require
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")

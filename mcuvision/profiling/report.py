@@ -103,9 +103,11 @@ def render(p: dict) -> str:
         rows.append([b["display_name"] + (" (selected)" if b.get("selected") else ""), b["series"],
                      f"{b['ram_budget_kib']:,.0f} KiB {b['ram_fit']}", f"{tflm['needed_kib']:.2f} KiB",
                      _fit(tflm["fits"], tflm["margin_kib"]),
-                     "-" if st["needed_kib"] is None else f"{st['needed_kib']:.2f} KiB", _fit(st["fits"], st["margin_kib"]),
+                     "-" if st["needed_kib"] is None else f"{st['needed_kib']:.2f} KiB",
+                     _fit(st["fits"], st["margin_kib"]),
                      f"{b['code_flash_kib']:g} KiB", f"{b['flash_needed_kib']:.2f} KiB",
-                     f"{b['flash_budget_kib']:,.0f} KiB {b['flash_fit']}", _fit(b["fits_flash"], b["flash_margin_kib"])])
+                     f"{b['flash_budget_kib']:,.0f} KiB {b['flash_fit']}",
+                     _fit(b["fits_flash"], b["flash_margin_kib"])])
     out += table(header, rows)
     basis = {st["basis"] for b in p["boards"].values() for st in [b["ram_fit_by_runtime"]["stedgeai"]]}
     out += [f"- ST Edge AI Core: {text}." for text in sorted(basis)] + [""]

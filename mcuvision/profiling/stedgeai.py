@@ -15,8 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from mcuvision.errors import PipelineError
 
-class VendorBackendError(RuntimeError):
+
+class VendorBackendError(PipelineError, RuntimeError):
     """The vendor backend was asked for and could not run."""
 
 

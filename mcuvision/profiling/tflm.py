@@ -26,13 +26,15 @@ import sys
 import time
 from pathlib import Path
 
+from mcuvision.errors import PipelineError
+
 ALIGNMENT = 16  # tflite::MicroArenaBufferAlignment()
 _RECORD = re.compile(r"Arena allocation (head|tail|total) (\d+) bytes")
 # What TFLite Micro's op resolver prints to stderr for an op it lacks (its Python error drops it).
 _MISSING_OP = re.compile(r"Didn't find op for (?:builtin opcode|custom opcode) '([^']+)'")
 
 
-class TflmError(RuntimeError):
+class TflmError(PipelineError, RuntimeError):
     """TFLite Micro could not run the model even with a generous arena."""
 
 
