@@ -24,7 +24,7 @@ from mcuvision.atomic import atomic_dir, atomic_path, write_json
 from mcuvision.config.base import ConfigError, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.data import decode_all, read_split
+from mcuvision.data import Split, decode_all, read_split
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.layers import Clip  # noqa: F401  (registers the layer for loading)
@@ -38,11 +38,26 @@ class QuantizationError(PipelineError, RuntimeError):
 
 
 def calibration_paths(manifest: pd.DataFrame, raw: Path, count: int, seed: int) -> list[str]:
+    """`count` train-split paths drawn with RandomState(seed), in manifest order (all when fewer)."""
     train = read_split(manifest, raw, "train").paths
     if count >= len(train):
         return train
     chosen = np.random.RandomState(seed).choice(len(train), size=count, replace=False)
     return [train[i] for i in sorted(chosen)]
+
+
+def search_split(manifest: pd.DataFrame, raw: Path, calibration: list[str], count: int, seed: int) -> Split:
+    """Up to `count` train-split images left out of calibration, drawn with RandomState(seed + 1):
+    what the int4/int8 search scores its candidates on. Neither validation (which chose the epoch)
+    nor test (which measures the result) may steer the search, or its tolerance would be checked on
+    the images that tuned it."""
+    train = read_split(manifest, raw, "train")
+    used = set(calibration)
+    free = [i for i, path in enumerate(train.paths) if path not in used]
+    if count < len(free):
+        free = sorted(np.random.RandomState(seed + 1).choice(free, size=count, replace=False))
+    orientations = train.orientations[free] if train.orientations is not None else None
+    return Split([train.paths[i] for i in free], train.labels[free], orientations)
 
 
 def check_int8(content: bytes, config: QuantizeConfig) -> dict:
@@ -78,7 +93,8 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
             write_json(tmp / W4W8_SEARCH_FILE, {"enabled": False})
         return None
     if not len(images):
-        raise ConfigError("quantize.w4w8.enabled=true needs validation images to search on (see dataset.split)")
+        raise ConfigError("quantize.w4w8.enabled=true needs train images left out of calibration to search on "
+                          "(lower quantize.calibration_images or add images)")
 
     def accuracy(model) -> float:
         return top1(OnnxRunner(model.SerializeToString(), exact_qdq=True).predict(images), labels)
@@ -90,7 +106,8 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
                                      int8_accuracy=top1(qdq_probs, labels))
     except mixed_precision.SurgeryError as error:  # the converter's layout, as QuantizationError says
         raise QuantizationError(str(error)) from error
-    record = {"enabled": True, "split": "val", "images": int(len(images)),
+    record = {"enabled": True, "split": "train, held out of calibration", "images": int(len(images)),
+              "search_images": int(len(images)),
               "tolerance_points": config.w4w8.tolerance_points, "accuracy": found.accuracy,
               "int8_accuracy": found.int8_accuracy, "int4_share_pct": found.int4_share_pct,
               "int8_share_pct": found.int8_share_pct, "activations_int8_pct": 100,
@@ -109,7 +126,8 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     model = keras.models.load_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
-    calibration = decode_all(calibration_paths(manifest, raw, config.calibration_images, seed), res, interpolation)
+    calibration_files = calibration_paths(manifest, raw, config.calibration_images, seed)
+    calibration = decode_all(calibration_files, res, interpolation)
     print(f"quantize: {len(calibration)} calibration images from the train split", flush=True)
 
     tflite = int8_tflite(model, calibration, config)
@@ -141,11 +159,19 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
                           "agreement_runtime": ("onnxruntime, QDQ not fused into x86 int8 kernels "
                                                 "(see mcuvision/runtimes.py)")},
     }
-    search = w4w8_search(config, float_model, qdq_model, qdq_probs, validation, val_split.labels, w4w8_out)
+    search = None
+    if config.w4w8.enabled:
+        searched = search_split(manifest, raw, calibration_files, config.w4w8.search_images, seed)
+        print(f"quantize: int4/int8 search on {len(searched)} train images held out of calibration", flush=True)
+        images = decode_all(searched.paths, res, interpolation, searched.orientations)
+        search = w4w8_search(config, float_model, qdq_model, OnnxRunner(str(qdq_out), exact_qdq=True).predict(images),
+                             images, searched.labels, w4w8_out)
+    else:
+        w4w8_search(config, float_model, qdq_model, qdq_probs, validation, val_split.labels, w4w8_out)
     if search is not None:
         metrics["w4w8_qdq_onnx"] = {key: search[key] for key in (
             "int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "accuracy", "int8_accuracy",
-            "evaluations")}
+            "evaluations", "search_images")}
     write_json(metrics_out, metrics)
     return metrics
 
@@ -158,7 +184,7 @@ def summary(metrics: dict) -> str:
     if "w4w8_qdq_onnx" in metrics:
         w = metrics["w4w8_qdq_onnx"]
         lines.append(f"quantize: int4/int8 QDQ ONNX: int4 {w['int4_share_pct']:.1f}% of weights, weights "
-                     f"{w['weights_bytes']} B vs int8 {w['int8_weights_bytes']} B, validation top-1 "
+                     f"{w['weights_bytes']} B vs int8 {w['int8_weights_bytes']} B, search-split top-1 "
                      f"{w['accuracy']:.4f} vs int8 {w['int8_accuracy']:.4f}")
     return "\n".join(lines)
 

@@ -287,7 +287,8 @@ def test_stage_writes_the_mixed_model_its_search_and_metrics(stage_run):
     tmp, metrics = stage_run["tmp"], stage_run["metrics"]
     assert sorted(p.name for p in (tmp / "w4w8").iterdir()) == sorted([W4W8_MODEL_FILE, W4W8_SEARCH_FILE])
     search = json.loads((tmp / "w4w8" / W4W8_SEARCH_FILE).read_text())
-    assert search["enabled"] and search["split"] == "val" and search["images"] == 36
+    # 84 train images, 32 of them calibrate: the other 52 score the candidates (never val or test)
+    assert search["enabled"] and search["split"] == "train, held out of calibration" and search["images"] == 52
     assert search["activations_int8_pct"] == 100 and search["tolerance_points"] == 1.5
     assert 100 * (search["int8_accuracy"] - search["accuracy"]) <= 1.5 + 1e-9
     assert 0 < search["int4_share_pct"] <= 100
@@ -337,3 +338,21 @@ def test_disabled_search_writes_only_a_record_that_says_so(stage_run, tmp_path):
                                 np.zeros(0, np.int32), out) is None
     assert [p.name for p in out.iterdir()] == [W4W8_SEARCH_FILE]
     assert json.loads((out / W4W8_SEARCH_FILE).read_text()) == {"enabled": False}
+
+
+def test_search_split_is_train_images_left_out_of_calibration(tmp_path):
+    from stages.quantize import calibration_paths, search_split
+
+    rows = [{"path": f"c{c}/{n:03d}.jpg", "label": f"c{c}", "class_index": c,
+             "split": ("train", "train", "train", "val", "test")[n % 5], "orientation": 1}
+            for c in range(2) for n in range(100)]
+    manifest = pd.DataFrame(rows)
+    calibration = calibration_paths(manifest, tmp_path, 40, seed=3)
+    searched = search_split(manifest, tmp_path, calibration, 50, seed=3)
+    train = {str(tmp_path / r["path"]) for r in rows if r["split"] == "train"}
+    assert len(calibration) == 40 and len(searched) == 50
+    assert set(searched.paths) <= train - set(calibration)
+    labels = {str(tmp_path / r["path"]): r["class_index"] for r in rows}
+    assert list(searched.labels) == [labels[p] for p in searched.paths]
+    assert searched.paths == search_split(manifest, tmp_path, calibration, 50, seed=3).paths
+    assert len(search_split(manifest, tmp_path, calibration, 10_000, seed=3)) == len(train) - 40

@@ -26,13 +26,15 @@ class W4W8Config:
     tolerance_points: float   # allowed top-1 drop against the int8 QDQ model, in points
     max_evaluations: int      # candidate models scored, binary search and refinement together
     refine: bool              # after the binary search, try the remaining int8 tensors one by one
+    search_images: int = 512  # train images held out of calibration that score the candidates
 
     @classmethod
     def from_section(cls, s: Mapping, prefix: str = "quantize.w4w8") -> "W4W8Config":
         return cls(enabled=boolean(s, prefix, "enabled"),
                    tolerance_points=number(s, prefix, "tolerance_points", 0.0, 100.0),
                    max_evaluations=integer(s, prefix, "max_evaluations", 1),
-                   refine=boolean(s, prefix, "refine"))
+                   refine=boolean(s, prefix, "refine"),
+                   search_images=integer(s, prefix, "search_images", 1))
 
 
 @dataclass(frozen=True)
