@@ -53,12 +53,12 @@ def topk_model(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx", ".keras"])
 def test_predict_names_a_file_that_is_not_a_model(not_models, suffix):
     model = not_models / f"notes{suffix}"
-    assert_one_line_naming(run_cli("stages.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
+    assert_one_line_naming(run_cli("mcuvision.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
 
 
 def test_predict_names_a_missing_model(tmp_path):
     model = tmp_path / "missing.tflite"
-    assert_one_line_naming(run_cli("stages.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
+    assert_one_line_naming(run_cli("mcuvision.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
 
 
 @pytest.mark.parametrize("name", ["missing.tflite", "notes.tflite"])

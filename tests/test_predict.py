@@ -20,10 +20,10 @@ import onnx
 import pytest
 from PIL import Image
 
+from mcuvision import predict as P
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.data import decode_all
 from mcuvision.runtimes import load_predictor
-from stages import predict as P
 
 ROOT = Path(__file__).resolve().parents[1]
 RES, CLASSES = 32, 4
@@ -236,7 +236,7 @@ def test_table_lists_each_image_with_its_top_k(models, photos, capsys):
 
 def test_cli_json_in_a_subprocess(models, photos):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    run = subprocess.run([sys.executable, "-m", "stages.predict", "--model", str(models["int8_tflite"]),
+    run = subprocess.run([sys.executable, "-m", "mcuvision.predict", "--model", str(models["int8_tflite"]),
                           "--json", "--top-k", "2", str(photos)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -3,7 +3,7 @@
 The pipeline ends with artifacts/: the model in every format plus labels.txt and metadata.json.
 This command is what a user runs next, on photos of their own:
 
-    python -m stages.predict --model artifacts/st_efficientnetlcv1_128_tfs_int8.tflite photo.jpg more_photos/
+    python -m mcuvision.predict --model artifacts/st_efficientnetlcv1_128_tfs_int8.tflite photo.jpg more_photos/
 
 It is not a DVC stage (nothing in dvc.yaml runs it); it lives in stages/ so that it is run the
 same way as the rest of the project.
@@ -340,7 +340,7 @@ def to_table(results: Sequence[Result]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m stages.predict",
+        prog="python -m mcuvision.predict",
         description="Classify images with an exported model (.tflite, .onnx or .keras).",
         epilog="Exit status: 0 all images classified; 1 some images could not be read (the rest are "
                "still reported); 2 the command could not run (bad path, model or labels).")
