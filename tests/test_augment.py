@@ -14,6 +14,7 @@ import yaml
 from conftest import ROOT
 from mcuvision.augment import Augmenter, build_augmenter
 from mcuvision.augment_params import AugmentParams, affine_transforms, draw_params
+from mcuvision.compose import compose
 from mcuvision.config.base import ConfigError
 from mcuvision.config.train import AugmentConfig
 
@@ -399,14 +400,14 @@ def test_bad_augment_values_are_named(key, value, allowed):
 
 @pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "conf" / "train").glob("*.yaml")))
 def test_train_profiles_have_a_valid_augment_section(profile):
-    section = yaml.safe_load((ROOT / "conf" / "train" / f"{profile}.yaml").read_text(encoding="utf-8"))
+    section = yaml.safe_load(compose([f"train={profile}"]))["train"]  # profiles inherit `default`
     assert set(section["augment"]) == {f.name for f in dataclasses.fields(AugmentConfig)}
     AugmentConfig.from_params(section["augment"])
 
 
 def test_st_profile_is_st_recipe():
     """conf/train/st.yaml: ST's tf_flowers recipe for ST EfficientNet LC v1, in this augmenter's units."""
-    section = yaml.safe_load((ROOT / "conf" / "train" / "st.yaml").read_text(encoding="utf-8"))
+    section = yaml.safe_load(compose(["train=st"]))["train"]
     assert AugmentConfig.from_params(section["augment"]) == ST
     expected = dict(name="st", epochs=1000, batch_size=128, optimizer="adam", learning_rate=0.0025,
                     weight_decay=0.0, schedule="plateau", warmup_epochs=0, plateau_factor=0.625,
