@@ -47,7 +47,7 @@ params: install
 # OUTPUT=report.md also writes it to a file; DIFF_ARGS=--fail-on-guard exits 1 on a guard crossed
 # beyond chance (--alpha 0.05, the paired test's level, is the default).
 diff: install
-	python -m mcuvision.pr_report --base $(BASE) $(if $(OUTPUT),--output $(OUTPUT)) $(DIFF_ARGS)
+	python -m mcuvision.report.pr_report --base $(BASE) $(if $(OUTPUT),--output $(OUTPUT)) $(DIFF_ARGS)
 
 # Outputs and the whole run-cache to the DVC remote (REMOTE=name, else the default one); others
 # then get every stage already run anywhere with `dvc pull --run-cache && dvc repro --pull`.

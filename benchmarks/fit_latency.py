@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, run
 
 import numpy as np
 
-from mcuvision import tflite_graph
 from mcuvision.atomic import write_json
 from mcuvision.config.board import BoardConfig
+from mcuvision.convert import tflite_graph
 from mcuvision.profiling import board_latency as bl
 from mcuvision.profiling import liveness
 
@@ -64,8 +64,8 @@ def lc_v1_points(board: BoardConfig) -> list[dict]:
     import yaml
 
     from mcuvision.config.quantize import QuantizeConfig
-    from mcuvision.model import build_model
-    from mcuvision.quantization import int8_tflite
+    from mcuvision.convert.quantization import int8_tflite
+    from mcuvision.model.architecture import build_model
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     # The card's recipe: uint8 input, float output (st_facts.md), whatever params.yaml says now.

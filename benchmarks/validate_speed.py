@@ -25,7 +25,7 @@ def main() -> None:
     per_class = args.images // args.classes
     params = {"dataset": {
         "name": "synthetic", "num_classes": args.classes,
-        "source": {"kind": "synthetic", "path": "mcuvision/synthetic.py", "images_per_class": per_class,
+        "source": {"kind": "synthetic", "path": "mcuvision/data/synthetic.py", "images_per_class": per_class,
                    "image_size": args.size, "seed": 0},
         "split": {"val_fraction": 0.2, "test_fraction": 0.1},
         "checks": {"min_images_per_class": 1, "min_side": 8, "max_side": 8192, "max_imbalance": 10.0}}}

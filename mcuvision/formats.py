@@ -1,4 +1,4 @@
-"""The model formats the pipeline makes, one name each (runners: mcuvision.runtimes).
+"""The model formats the pipeline makes, one name each (runners: mcuvision.runtime.runners).
 
 The names are the keys of metrics/quantize.json, metrics/evaluate.json and the model card, so
 `dvc metrics diff` lines up the same model across stages and commits.

@@ -7,7 +7,7 @@
 3. Score: top-1 with its 95% Wilson interval and n (top-k from 10 classes), macro and per-class
    precision/recall/F1 (recall with its interval), the drop against float in points, and, paired on
    the same images, agreement with the float model (with its interval) and the exact McNemar test
-   (mcuvision/stats.py says why these two and cites them).
+   (mcuvision/report/stats.py says why these two and cites them).
 4. Write metrics/evaluate.json (keys like `int8_tflite.top1`, the same names in the model card and
    the headline metrics) and reports/evaluate/: confusion/<format>.csv (DVC's confusion plot),
    confusion_<format>.png, per_class.csv, predictions.csv (every image, every format: anyone can
@@ -24,16 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mcuvision import evaluation
 from mcuvision.atomic import atomic_dir, write_json
 from mcuvision.config.base import ConfigError, load_params
 from mcuvision.config.evaluate import EvaluateConfig
 from mcuvision.config.model import ModelConfig
-from mcuvision.data import decode_all, read_split
+from mcuvision.data.input_pipeline import decode_all, read_split
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import FORMATS, QUANTIZED, W4W8_MODEL_FILE
-from mcuvision.runtimes import load_predictor
-from mcuvision.stats import INTERVAL, PAIRED_TEST, interval_text
+from mcuvision.report import evaluation
+from mcuvision.report.stats import INTERVAL, PAIRED_TEST, interval_text
+from mcuvision.runtime.runners import load_predictor
 
 PREDICTIONS_FILE, THROUGHPUT_FILE = "predictions.csv", "throughput.json"
 

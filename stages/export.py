@@ -16,11 +16,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from mcuvision import c_array, tflite_graph
 from mcuvision.atomic import atomic_dir
 from mcuvision.config.base import as_dict, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.convert import c_array, tflite_graph
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 
@@ -37,7 +37,7 @@ def artifact_names(res: int, w4w8: dict | None = None) -> dict[str, str]:
 
 
 # The custom layer's source, copied beside the .keras model: found, not imported (no TensorFlow here).
-LAYERS_SOURCE = Path(importlib.util.find_spec("mcuvision.layers").origin)
+LAYERS_SOURCE = Path(importlib.util.find_spec("mcuvision.model.layers").origin)
 LAYERS_FILE = "mcuvision_layers.py"
 
 

@@ -12,13 +12,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from mcuvision.archive import safe_extract
 from mcuvision.atomic import atomic_dir, write_json
 from mcuvision.config.base import load_params
 from mcuvision.config.dataset import DatasetConfig
-from mcuvision.download import fetch
+from mcuvision.data.archive import safe_extract
+from mcuvision.data.download import fetch
+from mcuvision.data.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic, skipped_line
 from mcuvision.errors import PipelineError, fail
-from mcuvision.sources import RECORD, SourceError, from_extracted, from_folders, from_synthetic, skipped_line
 
 
 def download_cache() -> Path:

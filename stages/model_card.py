@@ -5,7 +5,7 @@ profile_on_board and this render, an evaluate change re-runs evaluate and this r
 neither re-runs a model. (Writing the card inside evaluate would make every board change
 re-run the whole evaluation, since the card shows board figures.)
 
-It also writes metrics/headline.json (mcuvision/headline.py), the one file dvc.yaml declares as DVC
+It also writes metrics/headline.json (mcuvision/report/headline.py), the one file dvc.yaml declares as DVC
 metrics: the figures `dvc exp show` and `dvc metrics diff` compare experiments by, read from the same
 documents as the card.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from mcuvision.atomic import write_json, write_text
 from mcuvision.errors import PipelineError, fail, require_inputs
-from mcuvision.headline import headline
-from mcuvision.model_card import render
+from mcuvision.report.headline import headline
+from mcuvision.report.model_card import render
 
 
 def read_json(path: Path):

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import onnx
 
-from mcuvision import onnx_graph, tflite_graph
 from mcuvision.atomic import write_json, write_text
 from mcuvision.config.base import load_params
 from mcuvision.config.board import BoardConfig, load_board_dir
+from mcuvision.convert import onnx_graph, tflite_graph
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE
 from mcuvision.profiling import board_latency, latency, liveness, macc, report, stedgeai, tflm

@@ -6,7 +6,7 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
 3. Float ONNX (tf2onnx), then onnxruntime static QDQ on the same calibration images.
 4. On the validation split, measure how often each quantized model agrees with the float one.
 5. `quantize.w4w8.enabled`: search which QDQ weights can be int4 while top-1 on the validation
-   split stays within tolerance of the int8 QDQ model's (mcuvision/mixed_precision.py); the test
+   split stays within tolerance of the int8 QDQ model's (mcuvision/int4_search.py); the test
    split stays untouched for the evaluate stage. The --w4w8 folder is written either way (DVC
    needs the output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
 """
@@ -19,18 +19,18 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mcuvision import mixed_precision, tflite_graph
 from mcuvision.atomic import atomic_dir, atomic_path, write_json
 from mcuvision.config.base import ConfigError, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.data import Split, decode_all, read_split
+from mcuvision.convert import int4_search, tflite_graph
+from mcuvision.convert.onnx_graph import weights_bytes as onnx_weights_bytes
+from mcuvision.convert.quantization import float_onnx, int8_tflite, qdq_onnx
+from mcuvision.data.input_pipeline import Split, decode_all, read_split
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
-from mcuvision.layers import Clip  # noqa: F401  (registers the layer for loading)
-from mcuvision.onnx_graph import weights_bytes as onnx_weights_bytes
-from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx
-from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict
+from mcuvision.model.layers import Clip  # noqa: F401  (registers the layer for loading)
+from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
 
 
 class QuantizationError(PipelineError, RuntimeError):
@@ -101,10 +101,10 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
 
     # The int8 model's own predictions on these images are already made: its baseline is not re-run.
     try:
-        found = mixed_precision.w4w8(float_model, qdq_model, accuracy, config.w4w8.tolerance_points,
+        found = int4_search.w4w8(float_model, qdq_model, accuracy, config.w4w8.tolerance_points,
                                      config.w4w8.max_evaluations, config.w4w8.refine,
                                      int8_accuracy=top1(qdq_probs, labels))
-    except mixed_precision.SurgeryError as error:  # the converter's layout, as QuantizationError says
+    except int4_search.SurgeryError as error:  # the converter's layout, as QuantizationError says
         raise QuantizationError(str(error)) from error
     record = {"enabled": True, "split": "train, held out of calibration", "images": int(len(images)),
               "search_images": int(len(images)),
@@ -157,7 +157,7 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
         "int8_qdq_onnx": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),
                           "agreement_with_float": agreement(reference, qdq_probs),
                           "agreement_runtime": ("onnxruntime, QDQ not fused into x86 int8 kernels "
-                                                "(see mcuvision/runtimes.py)")},
+                                                "(see mcuvision/runtime/runners.py)")},
     }
     search = None
     if config.w4w8.enabled:

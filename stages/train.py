@@ -2,11 +2,11 @@
 
 Interruptions: after every epoch the model and optimizer state, the best epoch's weights and
 the epoch logs are backed up in a folder keyed by a fingerprint of (params, manifest), in a way
-that a kill at any instant leaves usable (mcuvision.training.EpochBackup); a killed run re-run
+that a kill at any instant leaves usable (mcuvision.model.training.EpochBackup); a killed run re-run
 with the same inputs RESUMES from the last finished epoch, with its early-stopping state, metrics
 and plots continued. The backup is deleted once training ends. The .keras file appears only when
 training has finished (written to a temporary name, then renamed), and with
-train.deterministic the same inputs give the same bytes (mcuvision.training.save_model).
+train.deterministic the same inputs give the same bytes (mcuvision.model.training.save_model).
 """
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ import pandas as pd
 import tensorflow as tf
 
 from mcuvision.atomic import write_json
-from mcuvision.augment import build_augmenter
-from mcuvision.checkpoint import file_sha256, init_from_checkpoint
 from mcuvision.config.base import as_dict, load_params, require, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.train import TrainConfig
-from mcuvision.data import make_dataset, read_split, steps_per_epoch
+from mcuvision.data.augment import build_augmenter
+from mcuvision.data.input_pipeline import make_dataset, read_split, steps_per_epoch
 from mcuvision.errors import PipelineError, fail, require_inputs
-from mcuvision.model import build_model
-from mcuvision.training import (
+from mcuvision.model.architecture import build_model
+from mcuvision.model.checkpoint import file_sha256, init_from_checkpoint
+from mcuvision.model.training import (
     AveragedWeights,
     EpochBackup,
     PreciseBatchNorm,

@@ -22,11 +22,10 @@ import pandas as pd
 from mcuvision.atomic import atomic_path, write_json
 from mcuvision.config.base import load_params, seed_of
 from mcuvision.config.dataset import DatasetConfig
-from mcuvision.errors import PipelineError, fail, require_inputs
-from mcuvision.expectations import Finding, run_suite, structural_problems
-from mcuvision.images import inspect_files
-from mcuvision.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
-from mcuvision.splits import (
+from mcuvision.data.expectations import Finding, run_suite, structural_problems
+from mcuvision.data.images import inspect_files
+from mcuvision.data.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
+from mcuvision.data.splits import (
     SPLIT_ORDER,
     assign_splits,
     drop_cross_split_duplicates,
@@ -34,6 +33,7 @@ from mcuvision.splits import (
     missing_splits,
     near_duplicate_pairs,
 )
+from mcuvision.errors import PipelineError, fail, require_inputs
 
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "sha256", "width", "height",
                     "mode", "format", "bytes", "orientation"]

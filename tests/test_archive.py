@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from mcuvision.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract
+from mcuvision.data.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract
 
 FILES = {"a.txt": b"alpha", "sub/b.txt": b"beta"}
 

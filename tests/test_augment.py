@@ -1,4 +1,4 @@
-"""mcuvision.augment: each augmentation acts when its strength is > 0, is absent at 0, keeps the
+"""mcuvision.data.augment: each augmentation acts when its strength is > 0, is absent at 0, keeps the
 shape, dtype and 0..255 range, and is reproducible for a seed; the geometric options (shear, fill
 mode, interpolation) map known pixels where they should; erasing draws the rectangles it says."""
 from __future__ import annotations
@@ -12,11 +12,11 @@ import tensorflow as tf
 import yaml
 
 from conftest import ROOT
-from mcuvision.augment import Augmenter, build_augmenter
-from mcuvision.augment_params import AugmentParams, affine_transforms, draw_params
 from mcuvision.compose import compose
 from mcuvision.config.base import ConfigError
 from mcuvision.config.train import AugmentConfig
+from mcuvision.data.augment import Augmenter, build_augmenter
+from mcuvision.data.augment_params import AugmentParams, affine_transforms, draw_params
 
 OFF = AugmentConfig(flip="none", flip_rate=0.5, translation=0.0, rotation=0.0, zoom=0.0, shear=0.0,
                     fill_mode="reflect", interpolation="bilinear", contrast=0.0, brightness=0.0, hue=0.0,

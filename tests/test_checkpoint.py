@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from mcuvision.checkpoint import CLASSIFIER, CheckpointError, freeze_layers, init_from_checkpoint
 from mcuvision.config.base import ConfigError
 from mcuvision.config.train import TrainConfig
-from mcuvision.model import build_model
+from mcuvision.model.architecture import build_model
+from mcuvision.model.checkpoint import CLASSIFIER, CheckpointError, freeze_layers, init_from_checkpoint
 
 RES, CLASSES = 32, 3
 

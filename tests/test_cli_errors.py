@@ -53,12 +53,14 @@ def topk_model(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx", ".keras"])
 def test_predict_names_a_file_that_is_not_a_model(not_models, suffix):
     model = not_models / f"notes{suffix}"
-    assert_one_line_naming(run_cli("mcuvision.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
+    done = run_cli("mcuvision.runtime.predict", "--model", str(model), str(ROOT / "data/sample"))
+    assert_one_line_naming(done, str(model))
 
 
 def test_predict_names_a_missing_model(tmp_path):
     model = tmp_path / "missing.tflite"
-    assert_one_line_naming(run_cli("mcuvision.predict", "--model", str(model), str(ROOT / "data/sample")), str(model))
+    done = run_cli("mcuvision.runtime.predict", "--model", str(model), str(ROOT / "data/sample"))
+    assert_one_line_naming(done, str(model))
 
 
 @pytest.mark.parametrize("name", ["missing.tflite", "notes.tflite"])

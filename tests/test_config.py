@@ -143,5 +143,5 @@ def test_every_conf_variant_loads_into_every_typed_config():
 
 def test_split_rules_of_the_config_are_those_of_the_splitter():
     from mcuvision.config.dataset import SPLIT_RULES
-    from mcuvision.splits import RULES
+    from mcuvision.data.splits import RULES
     assert SPLIT_RULES == RULES

@@ -173,7 +173,7 @@ def resaved_elsewhere(data: bytes) -> bytes:
 def test_a_model_saved_twice_gives_the_same_bytes(tmp_path):
     import keras
 
-    from mcuvision.training import reproducible_keras, save_model
+    from mcuvision.model.training import reproducible_keras, save_model
 
     model = small_model()
     model.save(tmp_path / "plain.keras")

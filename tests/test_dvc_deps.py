@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mcuvision", "stages")
 # .py files a stage reads as data, not as code: export copies the custom layer's source next to
 # the .keras model (stages/export.py, LAYERS_SOURCE).
-READ_AS_DATA = {"export": {ROOT / "mcuvision" / "layers.py"}}
+READ_AS_DATA = {"export": {ROOT / "mcuvision" / "model" / "layers.py"}}
 
 
 def module_file(name: str) -> Path | None:
@@ -98,10 +98,9 @@ def test_each_stage_lists_exactly_the_code_its_script_imports():
 
 
 def test_the_closure_sees_function_level_and_relative_imports(tmp_path):
-    # runtimes.py imports the custom layer inside a function, relatively: the edge must be seen.
-    assert ROOT / "mcuvision" / "layers.py" in closure(ROOT / "mcuvision" / "runtimes.py")
+    # runners.py imports the custom layer inside a function: the edge must be seen.
+    assert ROOT / "mcuvision" / "model" / "layers.py" in closure(ROOT / "mcuvision" / "runtime" / "runners.py")
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from mcuvision import splits\n    import mcuvision.config.base as b\n")
-    expected = {ROOT / "mcuvision" / "splits.py", ROOT / "mcuvision" / "config" / "base.py"}
-    assert expected <= imported_files(module, package="")
-
+    module.write_text("def f():\n    from ..data import splits\n    import mcuvision.config.base as b\n")
+    expected = {ROOT / "mcuvision" / "data" / "splits.py", ROOT / "mcuvision" / "config" / "base.py"}
+    assert expected <= imported_files(module, package="mcuvision.report")

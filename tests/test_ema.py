@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mcuvision.training import AveragedWeights, EpochBackup, PreciseBatchNorm
+from mcuvision.model.training import AveragedWeights, EpochBackup, PreciseBatchNorm
 
 
 def tiny_data(n: int = 32, res: int = 8):

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mcuvision import evaluation
 from mcuvision.config.base import ConfigError
 from mcuvision.config.evaluate import EvaluateConfig
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx
-from mcuvision.stats import mcnemar_exact, wilson_interval
+from mcuvision.convert.quantization import float_onnx, int8_tflite, qdq_onnx
+from mcuvision.report import evaluation
+from mcuvision.report.stats import mcnemar_exact, wilson_interval
 from stages import evaluate
 
 CLASSES = ["red", "green", "blue"]

@@ -23,9 +23,9 @@ import yaml
 
 from conftest import stage_command, stage_env
 from http_server import serve_directory
-from mcuvision import download
 from mcuvision.compose import compose
-from mcuvision.download import ChecksumError, cache_path, fetch
+from mcuvision.data.download import ChecksumError, cache_path, fetch
+from mcuvision.data import download
 
 # Small enough that a train process spends its time tracing the model, not training it.
 TINY = ["dataset=synthetic", "model.res=32", "model.depth=0.1", "train.batch_size=8", "train.warmup_epochs=0",
@@ -35,7 +35,7 @@ CLASSES, PER_CLASS, VAL_PER_CLASS = 3, 12, 4
 
 def make_project(folder: Path, *overrides: str) -> Path:
     """params.yaml, data/raw and data/manifest.csv, as the validate stage would leave them."""
-    from mcuvision.synthetic import make_dataset
+    from mcuvision.data.synthetic import make_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(compose([*TINY, *overrides]), encoding="utf-8")
@@ -166,7 +166,7 @@ def stop_after(epochs: int):
 
 
 def toy_fit(folder: Path, scores: list[float], seed: int, epochs: int, stop: int | None = None):
-    from mcuvision.training import EpochBackup
+    from mcuvision.model.training import EpochBackup
 
     x, y = toy_data()
     score, stopping, record, replayed = toy_callbacks(scores)
@@ -275,7 +275,7 @@ def test_killed_train_leaves_no_model_and_resumes(tmp_path):
 
     import keras
 
-    import mcuvision.model  # noqa: F401  (registers the model's custom layer for loading)
+    import mcuvision.model.architecture  # noqa: F401  (registers the model's custom layer for loading)
 
     assert keras.models.load_model(outputs[0]).output_shape == (None, CLASSES)
 
@@ -285,8 +285,8 @@ def test_killed_quantize_leaves_no_output_and_reruns(tmp_path):
     import keras
 
     from mcuvision.config.model import ModelConfig
-    from mcuvision.model import build_model
-    from mcuvision.training import save_model
+    from mcuvision.model.architecture import build_model
+    from mcuvision.model.training import save_model
 
     project = make_project(tmp_path / "p")
     # Any weights do for quantizing: an untrained model saves a training run.

@@ -7,8 +7,8 @@ import yaml
 
 from conftest import ROOT
 from mcuvision.formats import FORMATS, QUANTIZED
-from mcuvision.headline import MAX_COLUMNS, headline, leaf_count
-from mcuvision.stats import wilson_interval
+from mcuvision.report.headline import MAX_COLUMNS, headline, leaf_count
+from mcuvision.report.stats import wilson_interval
 from stages import model_card
 
 HEADLINE = "metrics/headline.json"

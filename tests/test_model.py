@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from mcuvision.macc import count_macc
-from mcuvision.model import Clip, build_model
+from mcuvision.model.architecture import Clip, build_model
+from mcuvision.model.keras_macc import count_macc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,10 +77,10 @@ def test_keras_round_trip_in_fresh_process(tmp_path):
     np.save(tmp_path / "y.npy", model(x, training=False).numpy())
     model.save(tmp_path / "m.keras")
 
-    # A fresh interpreter proves that importing mcuvision.model alone registers Clip,
+    # A fresh interpreter proves that importing mcuvision.model.architecture alone registers Clip,
     # and load_model's default safe_mode=True proves there is no Lambda to deserialize.
     script = (
-        "import sys, numpy as np, keras, mcuvision.model\n"
+        "import sys, numpy as np, keras, mcuvision.model.architecture\n"
         "d = sys.argv[1]\n"
         "m = keras.models.load_model(d + '/m.keras')\n"
         "y = m(np.load(d + '/x.npy'), training=False).numpy()\n"

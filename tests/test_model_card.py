@@ -2,8 +2,8 @@
 like-for-like section (ST's best-validation figure and the held-out one, labelled)."""
 from __future__ import annotations
 
-from mcuvision.model_card import BEST_VAL_LABEL, SMALL_SPLIT_IMAGES, _accuracy, like_for_like
-from mcuvision.stats import wilson_interval
+from mcuvision.report.model_card import BEST_VAL_LABEL, SMALL_SPLIT_IMAGES, _accuracy, like_for_like
+from mcuvision.report.stats import wilson_interval
 
 TRAIN = {"best_val_accuracy": 0.8812, "best_epoch": 91, "epochs_run": 100, "val_images": 557}
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mcuvision.stats import interval_text
+from mcuvision.report.stats import interval_text
 
 pytestmark = pytest.mark.slow
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mcuvision import pr_images, pr_report
-from mcuvision.pr_report import MARKER, cell_changes, check_guards, confusion_section, count_cells
+from mcuvision.report import pr_images, pr_report
+from mcuvision.report.pr_report import MARKER, cell_changes, check_guards, confusion_section, count_cells
 
 WORKFLOW = ROOT / ".github" / "workflows" / "metrics.yml"
 BIN = Path(sys.executable).parent
@@ -163,7 +163,7 @@ def test_report_between_two_commits(repos, tmp_path, capsys):
 
 def test_module_command_exit_codes(repos):
     """What `make diff` runs, as a separate process in the project directory."""
-    command = [sys.executable, "-m", "mcuvision.pr_report", "--base", repos["first"]]
+    command = [sys.executable, "-m", "mcuvision.report.pr_report", "--base", repos["first"]]
     plain = sh(*command, cwd=repos["changed"])
     assert plain.stdout.startswith(MARKER + "\n") and "**crossed**" in plain.stdout
     strict = sh(*command, "--fail-on-guard", cwd=repos["changed"], check=False)
@@ -173,7 +173,7 @@ def test_module_command_exit_codes(repos):
 
 
 def test_nothing_crossed_and_nothing_changed_exits_zero(repos):
-    done = sh(sys.executable, "-m", "mcuvision.pr_report", "--base", "HEAD", "--fail-on-guard",
+    done = sh(sys.executable, "-m", "mcuvision.report.pr_report", "--base", "HEAD", "--fail-on-guard",
               cwd=repos["clean"], check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All guards passed." in done.stdout and "**crossed**" not in done.stdout
@@ -274,7 +274,7 @@ def verdicts(tmp_path_factory) -> dict:
 
 
 def report_of(repo: Path, base: str, *args: str) -> subprocess.CompletedProcess:
-    return sh(sys.executable, "-m", "mcuvision.pr_report", "--base", base, "--fail-on-guard", *args, cwd=repo,
+    return sh(sys.executable, "-m", "mcuvision.report.pr_report", "--base", base, "--fail-on-guard", *args, cwd=repo,
               check=False)
 
 
@@ -459,7 +459,7 @@ def test_make_diff_runs_the_report_module():
     dry = subprocess.run(["make", "-n", "diff", "BASE=origin/main", "OUTPUT=out.md", "DIFF_ARGS=--fail-on-guard"],
                          cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
-    assert "python -m mcuvision.pr_report --base origin/main --output out.md --fail-on-guard" in dry.stdout
+    assert "python -m mcuvision.report.pr_report --base origin/main --output out.md --fail-on-guard" in dry.stdout
 
 
 def png(colour: tuple[int, int, int]) -> bytes:

@@ -20,10 +20,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from mcuvision import predict as P
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.data import decode_all
-from mcuvision.runtimes import load_predictor
+from mcuvision.data.input_pipeline import decode_all
+from mcuvision.runtime import predict as P
+from mcuvision.runtime.runners import load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 RES, CLASSES = 32, 4
@@ -34,9 +34,9 @@ FORMATS = ("keras", "int8_tflite", "float_onnx", "qdq_onnx")
 def models(tmp_path_factory, base_params) -> dict[str, Path]:
     import keras
 
-    from mcuvision.model import build_model
-    from mcuvision.quantization import float_onnx, int8_tflite, qdq_onnx
-    from mcuvision.training import set_bn_momentum
+    from mcuvision.convert.quantization import float_onnx, int8_tflite, qdq_onnx
+    from mcuvision.model.architecture import build_model
+    from mcuvision.model.training import set_bn_momentum
 
     keras.utils.set_random_seed(0)
     model = build_model(CLASSES, RES, dropout=0.0, drop_connect=0.0)
@@ -236,7 +236,7 @@ def test_table_lists_each_image_with_its_top_k(models, photos, capsys):
 
 def test_cli_json_in_a_subprocess(models, photos):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    run = subprocess.run([sys.executable, "-m", "mcuvision.predict", "--model", str(models["int8_tflite"]),
+    run = subprocess.run([sys.executable, "-m", "mcuvision.runtime.predict", "--model", str(models["int8_tflite"]),
                           "--json", "--top-k", "2", str(photos)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -20,15 +20,15 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mcuvision import tflite_graph
 from mcuvision.config.base import ConfigError
 from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.macc import count_macc
-from mcuvision.model import build_model
+from mcuvision.convert import tflite_graph
+from mcuvision.convert.quantization import int8_tflite
+from mcuvision.model.architecture import build_model
+from mcuvision.model.keras_macc import count_macc
 from mcuvision.profiling import board_latency, liveness, macc, stedgeai, tflm
 from mcuvision.profiling import boards as board_model
-from mcuvision.quantization import int8_tflite
 from stages import profile_on_board
 
 BOARD_DIR = ROOT / "conf" / "board"

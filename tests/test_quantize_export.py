@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcuvision import tflite_graph
 from mcuvision.config.base import ConfigError
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.config.train import TrainConfig
-from mcuvision.data import decode_all, read_split
-from mcuvision.runtimes import OnnxRunner, TfliteRunner, agreement, keras_predict
-from mcuvision.synthetic import make_dataset
+from mcuvision.convert import tflite_graph
+from mcuvision.data.input_pipeline import decode_all, read_split
+from mcuvision.data.synthetic import make_dataset
+from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
 from stages import export, quantize
 from stages import train as train_stage
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from mcuvision import evaluation
-from mcuvision.stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text, wilson_interval
+from mcuvision.report import evaluation
+from mcuvision.report.stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text, wilson_interval
 
 Z = 1.959963984540054  # the normal quantile of 0.975
 Z2 = Z * Z

@@ -9,7 +9,7 @@ import pytest
 
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.train import TrainConfig
-from mcuvision.synthetic import make_dataset
+from mcuvision.data.synthetic import make_dataset
 from stages import train as train_stage
 
 CLASSES = 3
@@ -87,7 +87,7 @@ def test_progressive_resizing_trains_low_then_saves_the_fixed_side(tmp_path, tin
     """train.low_res: the first epochs see smaller images, the saved model takes model.res."""
     import tensorflow as tf
 
-    from mcuvision.data import Split, make_dataset
+    from mcuvision.data.input_pipeline import Split, make_dataset
 
     raw, manifest = tiny
     params["train"].update(low_res=32, low_res_epochs=1, ema_momentum=0.9)
@@ -107,7 +107,7 @@ def test_progressive_resizing_trains_low_then_saves_the_fixed_side(tmp_path, tin
     side.assign(32)
     assert next(iter(ds))[0].shape == (8, 32, 32, 3)
     # TrainSide sets that variable per epoch: low for the first low_epochs, then the model's side.
-    from mcuvision.training import TrainSide
+    from mcuvision.model.training import TrainSide
     schedule = TrainSide(side, 32, 3, 64)
     sides = []
     for epoch in range(5):

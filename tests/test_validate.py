@@ -171,7 +171,7 @@ def test_files_the_training_decoder_refuses_are_named(tmp_path, name, data):
 
 
 def test_every_file_that_passes_validate_decodes_in_the_input_pipeline(tmp_path):
-    from mcuvision.data import decode_all
+    from mcuvision.data.input_pipeline import decode_all
     config, src = make_raw(tmp_path, {"cat": 4, "dog": 4})
     odd = {"cat/gray.png": blocky_bytes(1, "PNG", mode="L"), "cat/alpha.png": blocky_bytes(2, "PNG", mode="RGBA"),
            "dog/palette.bmp": blocky_bytes(3, "BMP", mode="P"), "dog/frame.gif": blocky_bytes(4, "GIF"),
@@ -216,7 +216,7 @@ def test_class_with_no_decodable_image_stops_validate_naming_it(tmp_path):
 def test_a_failed_set_expectation_names_the_classes(tmp_path):
     from datasets import CHECKS
     from mcuvision.config.dataset import ChecksConfig
-    from mcuvision.expectations import run_suite
+    from mcuvision.data.expectations import run_suite
     rows = pd.DataFrame({"path": ["cat/0.jpg", "cat/1.jpg", "dog/0.jpg", "dog/1.jpg"],
                          "label": ["cat"] * 2 + ["dog"] * 2,
                          "split": ["train", "val"] * 2, "sha256": [f"{i:064x}" for i in range(4)], "width": 24,
@@ -245,7 +245,7 @@ def test_a_class_missing_from_a_split_is_a_warning_naming_it(tmp_path):
 
 
 def test_class_counts_keep_every_split_it_can():
-    from mcuvision.splits import class_counts
+    from mcuvision.data.splits import class_counts
     for n in range(1, 60):
         for val, test in ((0.2, 0.1), (0.2, 0.0), (0.5, 0.45), (0.05, 0.05)):
             train, v, t = class_counts(n, val, test)
@@ -312,7 +312,7 @@ def test_near_duplicate_search_can_be_switched_off(tmp_path):
 def test_exif_orientation_is_recorded_and_applied_by_the_decoder(tmp_path):
     from PIL import ImageOps
 
-    from mcuvision.data import decode_all, read_split
+    from mcuvision.data.input_pipeline import decode_all, read_split
 
     config, src = make_raw(tmp_path, {"cat": 6, "dog": 6})
     portrait = smooth_photo(7, size=96).resize((64, 96))  # stored 64 wide, 96 high
@@ -337,7 +337,7 @@ def test_exif_orientation_is_recorded_and_applied_by_the_decoder(tmp_path):
 
 
 def test_banded_near_duplicate_search_finds_what_comparing_every_pair_finds():
-    from mcuvision.splits import near_duplicate_pairs
+    from mcuvision.data.splits import near_duplicate_pairs
 
     rng = np.random.RandomState(3)
     originals = rng.randint(0, 2**63, 400, dtype=np.int64).astype(np.uint64)

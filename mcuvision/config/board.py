@@ -15,7 +15,17 @@ from typing import Mapping
 
 import yaml
 
-from .base import ConfigError, choice, fields_of, integer, key_of, mapping_at, number, only_known_keys, require
+from mcuvision.config.base import (
+    ConfigError,
+    choice,
+    fields_of,
+    integer,
+    key_of,
+    mapping_at,
+    number,
+    only_known_keys,
+    require,
+)
 
 ENGINES = ("mcu", "mpu", "npu")
 MEMORIES = ("internal", "external")

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .base import choice, fields_of, integer, mapping_at, number, require
+from mcuvision.config.base import choice, fields_of, integer, mapping_at, number, require
 
 DATASET_CONF_DIR = Path("conf/dataset")
 SOURCE_KINDS = ("sample", "folder", "url", "synthetic")
 LAYOUTS = ("class_folders", "food101")
-SPLIT_RULES = ("stratified", "st")  # mcuvision.splits.RULES (not imported: config stays free of pandas)
+SPLIT_RULES = ("stratified", "st")  # mcuvision.data.splits.RULES (not imported: config stays free of pandas)
 
 
 def known_datasets(conf_dir: Path = DATASET_CONF_DIR) -> tuple[str, ...]:
@@ -65,7 +65,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class SplitConfig:
     """`dataset.split`: fractions of each class (stratified) or of all images (st) for val and
-    test; the rest is train. `rule` (mcuvision.splits.RULES): stratified (default) or st, ST's."""
+    test; the rest is train. `rule` (mcuvision.data.splits.RULES): stratified (default) or st, ST's."""
     val_fraction: float
     test_fraction: float
     rule: str = "stratified"
@@ -89,7 +89,7 @@ class ChecksConfig:
     max_side: int
     max_imbalance: float
     # Bits (of 64) within which two images' dHashes make them near-duplicates, their pHashes
-    # within twice that (mcuvision.splits.near_duplicate_pairs); None: no near-duplicate search.
+    # within twice that (mcuvision.data.splits.near_duplicate_pairs); None: no near-duplicate search.
     near_duplicate_distance: int | None = 4
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, fields_of, integer, mapping_at, number
+from mcuvision.config.base import choice, fields_of, integer, mapping_at, number
 
 SPLITS = ("test", "val")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, fields_of, integer, mapping_at, number, require
+from mcuvision.config.base import choice, fields_of, integer, mapping_at, number, require
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 MODELS = ("st_efficientnet_lc_v1",)

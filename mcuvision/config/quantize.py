@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .base import choice, fields_of, integer, key_of, mapping_at, number, require
+from mcuvision.config.base import choice, fields_of, integer, key_of, mapping_at, number, require
 
 GRANULARITIES = ("per_channel", "per_tensor")
 TFLITE_INPUTS = ("uint8", "int8", "float32")
@@ -21,7 +21,7 @@ def boolean(section: Mapping, prefix: str, name: str) -> bool:
 
 @dataclass(frozen=True)
 class W4W8Config:
-    """`quantize.w4w8`: search which QDQ ONNX weights can be int4 (mcuvision/mixed_precision.py)."""
+    """`quantize.w4w8`: search which QDQ ONNX weights can be int4 (mcuvision/convert/int4_search.py)."""
     enabled: bool
     tolerance_points: float   # allowed top-1 drop against the int8 QDQ model, in points
     max_evaluations: int      # candidate models scored, binary search and refinement together

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Mapping
 
-from .base import choice, fields_of, integer, mapping_at, number, require
+from mcuvision.config.base import choice, fields_of, integer, mapping_at, number, require
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -20,7 +20,7 @@ MAX_ERASING_COUNT = 64
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """`train.augment`, the on-the-fly augmentation of mcuvision.augment (0 switches a kind off).
+    """`train.augment`, the on-the-fly augmentation of mcuvision.data.augment (0 switches a kind off).
 
     Geometric, one resampling per image: `flip` axes, each flipped with probability `flip_rate`;
     `translation` (fraction of the side), `rotation` and `shear` (fractions of a full turn), `zoom`
@@ -76,7 +76,7 @@ CHECKPOINT_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def _start_from(s: Mapping) -> dict:
-    """`train.init_from` and `train.frozen_layers` (mcuvision.checkpoint), checked for form only:
+    """`train.init_from` and `train.frozen_layers` (mcuvision.model.checkpoint), checked for form only:
     whether the file exists and fits, and whether the layers exist, is known once the model is built."""
     init_from, frozen = s.get("init_from"), s.get("frozen_layers")
     parts = PurePosixPath(init_from).parts if isinstance(init_from, str) else ()
@@ -128,7 +128,7 @@ class TrainConfig:
     ema_momentum: float = 0.0          # weight average validated and kept (0: off; 0.999 ~ 1000 steps)
     low_res: int | None = None         # side of the first low_res_epochs epochs (progressive resizing)
     low_res_epochs: int = 0
-    init_from: str | None = None       # checkpoint to start from (mcuvision.checkpoint); None: random
+    init_from: str | None = None       # checkpoint to start from (mcuvision.model.checkpoint); None: random
     frozen_layers: str | None = None   # FIRST:LAST layers kept frozen; only with init_from
 
     @classmethod

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import tflite_graph
-from . import macc
+from mcuvision.convert import tflite_graph
+from mcuvision.profiling import macc
 
 KINDS = ("conv", "pointwise", "depthwise", "elementwise", "ops")
 UNITS = {"conv": "MACC", "pointwise": "MACC", "depthwise": "MACC", "elementwise": "element", "ops": "op"}

@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcuvision.config.board import BoardConfig
-
-from . import board_latency
+from mcuvision.profiling import board_latency
 
 KIB = 1024.0
 

@@ -45,7 +45,7 @@ def _input_for(shape, dtype: np.dtype) -> np.ndarray:
 
 def litert(content: bytes, repeats: int) -> dict:
     """LiteRT (ai_edge_litert), 1 thread, invoke() only."""
-    from mcuvision.runtimes import TfliteRunner
+    from mcuvision.runtime.runners import TfliteRunner
 
     runner = TfliteRunner(content, threads=1)
     interpreter, delegate = runner.interpreter, runner.kernels
@@ -63,7 +63,7 @@ def litert(content: bytes, repeats: int) -> dict:
 
 def onnxruntime(model: Path, repeats: int) -> dict:
     """onnxruntime CPU, 1 intra-op thread, session.run on one image."""
-    from mcuvision.runtimes import OnnxRunner
+    from mcuvision.runtime.runners import OnnxRunner
 
     runner = OnnxRunner(str(model), threads=1)
     shape = [d if isinstance(d, int) else 1 for d in runner.session.get_inputs()[0].shape]

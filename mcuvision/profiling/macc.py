@@ -1,6 +1,6 @@
 """MACC per layer of a .tflite model, read from its tensor shapes.
 
-Same conventions as `mcuvision.macc` (the Keras count), so the two agree on a converted model:
+Same conventions as `mcuvision.model.keras_macc` (the Keras count), so the two agree on a converted model:
 - CONV_2D: out_h * out_w * out_c * k_h * k_w * in_c (filter OHWI; in_c is per group);
 - DEPTHWISE_CONV_2D: out_h * out_w * out_c * k_h * k_w (filter 1HWC);
 - FULLY_CONNECTED: rows * in * out (filter [out, in]).
@@ -15,7 +15,7 @@ import math
 
 from tensorflow.lite.python import schema_py_generated as schema
 
-from .. import tflite_graph
+from mcuvision.convert import tflite_graph
 
 MAIN_KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense"}
 

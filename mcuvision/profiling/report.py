@@ -8,7 +8,7 @@ leave-one-out error, and RAM verdicts are given per runtime, "not modelled" wher
 """
 from __future__ import annotations
 
-from ..formats import W4W8_MODEL_FILE
+from mcuvision.formats import W4W8_MODEL_FILE
 
 KIB = 1024.0
 

@@ -4,7 +4,7 @@ Images stay uint8 0..255 until the model's own Rescaling layer, so train, evalua
 int8 TFLite model (uint8 input) all see the same pixels. Decoding and resizing run in parallel
 and are cached (in memory, or in a disk cache for datasets that do not fit), so only the first
 epoch reads JPEGs; augmentation runs per batch after the cache, so every epoch differs
-(mcuvision.augment: a few fused XLA ops per batch, a small fraction of a training step).
+(mcuvision.data.augment: a few fused XLA ops per batch, a small fraction of a training step).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def file_orientations(paths: list[str]) -> np.ndarray:
     """int32 EXIF orientation (1-8, 1 when absent) of each file, from its header (Pillow)."""
     from PIL import Image
 
-    from mcuvision.images import exif_orientation
+    from mcuvision.data.images import exif_orientation
 
     def one(path: str) -> int:
         try:
@@ -116,7 +116,7 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     Images are decoded and resized to `res` once and cached (`cache`: memory, or a file under
     `cache_dir`); training batches are shuffled, augmented and, when `side` (an int32 tf.Variable
     read at every batch) is below `res`, resized to `side` x `side` with area averaging, so that
-    a callback can change the training side between epochs (mcuvision.training.TrainSide).
+    a callback can change the training side between epochs (mcuvision.model.training.TrainSide).
     Raises ValueError for cache='disk' without a cache_dir.
     """
     orientations = split.orientations if split.orientations is not None else file_orientations(split.paths)

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from .config.quantize import QuantizeConfig
+from mcuvision.config.quantize import QuantizeConfig
 
 TF_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
 INPUT_NAME = "image"
@@ -86,7 +86,7 @@ def preprocessed(float_model: onnx.ModelProto) -> onnx.ModelProto:
 def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeConfig) -> onnx.ModelProto:
     """onnxruntime static QDQ: symmetric per-channel int8 weights, asymmetric int8 activations.
 
-    The mixed int4/int8 model starts from this one (mcuvision.mixed_precision).
+    The mixed int4/int8 model starts from this one (mcuvision.convert.int4_search).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

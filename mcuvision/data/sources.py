@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config.dataset import DatasetConfig, SourceConfig
-from .errors import PipelineError
-from .synthetic import make_dataset
+from mcuvision.config.dataset import DatasetConfig, SourceConfig
+from mcuvision.data.synthetic import make_dataset
+from mcuvision.errors import PipelineError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What operating systems, NAS boxes and tools write beside data: never classes, never images,

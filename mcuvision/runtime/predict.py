@@ -3,13 +3,13 @@
 The pipeline ends with artifacts/: the model in every format plus labels.txt and metadata.json.
 This command is what a user runs next, on photos of their own:
 
-    python -m mcuvision.predict --model artifacts/st_efficientnetlcv1_128_tfs_int8.tflite photo.jpg more_photos/
+    python -m mcuvision.runtime.predict --model artifacts/st_efficientnetlcv1_128_tfs_int8.tflite photo.jpg more_photos/
 
 It is not a DVC stage (nothing in dvc.yaml runs it); it lives in stages/ so that it is run the
 same way as the rest of the project.
 
-- Any exported format: int8 TFLite, float or QDQ ONNX, .keras (mcuvision.runtimes.load_predictor).
-- Preprocessing is exactly the training pipeline's (mcuvision.data.decode): TensorFlow decodes,
+- Any exported format: int8 TFLite, float or QDQ ONNX, .keras (mcuvision.runtime.runners.load_predictor).
+- Preprocessing is exactly the training pipeline's (mcuvision.data.input_pipeline.decode): TensorFlow decodes,
   resizes to the model's side with the model's interpolation, uint8 pixels in. A different
   resize method shifts the predictions, so the interpolation comes from --interpolation, else
   metadata.json beside the model, else the project default (nearest); stderr says which.
@@ -17,7 +17,7 @@ same way as the rest of the project.
 - Labels come from --labels, else labels.txt beside the model, else metadata.json's classes,
   else class indices; a label count other than the model's output size is an error.
 - Arguments are image files and/or folders; folders are walked recursively in sorted order for
-  the image suffixes of mcuvision.sources (hidden files and folders skipped).
+  the image suffixes of mcuvision.data.sources (hidden files and folders skipped).
 - stdout: a table of the top-k labels per image, or with --json one JSON document:
   [{"path": ..., "predictions": [{"label": ..., "index": ..., "confidence": ...}, ...]}, ...]
   Progress and notes go to stderr, so stdout stays clean for pipes.
@@ -43,10 +43,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mcuvision.config.model import INTERPOLATIONS
+from mcuvision.data.images import DECODABLE_FORMATS
+from mcuvision.data.sources import IMAGE_SUFFIXES, is_junk
 from mcuvision.errors import USER_ERROR, PipelineError
-from mcuvision.images import DECODABLE_FORMATS
-from mcuvision.runtimes import Predictor, UnsupportedModel, load_predictor
-from mcuvision.sources import IMAGE_SUFFIXES, is_junk
+from mcuvision.runtime.runners import Predictor, UnsupportedModel, load_predictor
 
 # TensorFlow is imported only when images are decoded (so --help and argument errors are
 # instant); mcuvision/__init__.py quiets its C++ info and warning lines, which would bury this
@@ -254,7 +254,7 @@ def _decode_batch(paths: list[Path], res: int, interpolation: str) -> tuple[list
     JPEG opens fine), decode one by one to name it and keep the others."""
     import tensorflow as tf
 
-    from mcuvision.data import decode, decode_all, file_orientations
+    from mcuvision.data.input_pipeline import decode, decode_all, file_orientations
 
     orientations = file_orientations([str(p) for p in paths])  # EXIF, applied as in training
     try:
@@ -340,7 +340,7 @@ def to_table(results: Sequence[Result]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mcuvision.predict",
+        prog="python -m mcuvision.runtime.predict",
         description="Classify images with an exported model (.tflite, .onnx or .keras).",
         epilog="Exit status: 0 all images classified; 1 some images could not be read (the rest are "
                "still reported); 2 the command could not run (bad path, model or labels).")

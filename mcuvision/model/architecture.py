@@ -23,7 +23,7 @@ import numbers
 import keras
 from keras import layers
 
-from mcuvision.layers import Clip  # also re-exported: importing this module registers the layer
+from mcuvision.model.layers import Clip  # also re-exported: importing this module registers the layer
 
 # (expansion, kernel, first stride, base output channels, repeats) of EfficientNet-B0's
 # seven stages; the base channels are scaled by `width`, the repeats by `depth`.

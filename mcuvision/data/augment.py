@@ -2,7 +2,7 @@
 
 Works on float pixels 0..255 (before the model's Rescaling) and returns float pixels in 0..255.
 A strength or probability of 0 (flip 'none') leaves that augmentation out, so a profile can switch
-any of them off. Each image draws its own parameters (mcuvision.augment_params, outside XLA);
+any of them off. Each image draws its own parameters (mcuvision.data.augment_params, outside XLA);
 the pixel work below runs as ONE XLA-compiled function per batch:
 
 * flip + translation + rotation + zoom + shear: ONE resampling per image, the five composed into
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .augment_params import PIXEL_MAX, AugmentParams, draw_params
-from .config.train import AugmentConfig
+from mcuvision.config.train import AugmentConfig
+from mcuvision.data.augment_params import PIXEL_MAX, AugmentParams, draw_params
 
 
 class Augmenter:

@@ -3,17 +3,17 @@ orientation and two perceptual hashes.
 
 Decodability has one judge, the decoder training, evaluation, calibration and predict use:
 TensorFlow's `tf.io.decode_image(..., channels=3, expand_animations=False)`
-(mcuvision.data.decode). Pillow decodes files TensorFlow refuses (a JPEG without its end
+(mcuvision.data.input_pipeline.decode). Pillow decodes files TensorFlow refuses (a JPEG without its end
 marker, a PNG or GIF cut short), so Pillow only reads each header (size, mode, format, a
 decompression-bomb guard) in parallel processes, and TensorFlow decodes every file in a
 parallel tf.data map.
 
-EXIF orientation (tag 0x0112, values 1-8) is read here and applied by mcuvision.data.decode, so
+EXIF orientation (tag 0x0112, values 1-8) is read here and applied by mcuvision.data.input_pipeline.decode, so
 train, evaluate, quantize's calibration and predict see a photo as a phone gallery shows it;
 width and height are those of the image as shown.
 
 Perceptual hashes (imagehash: 64-bit dHash and pHash of the greyscale image) find re-encoded,
-resized and lightly edited copies (mcuvision.splits.near_duplicate_pairs). A JPEG is decoded at
+resized and lightly edited copies (mcuvision.data.splits.near_duplicate_pairs). A JPEG is decoded at
 1/8 scale for them (Pillow's draft mode): the hashes look at 9x8 and 32x32 pixels.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .formats import FORMATS
+from mcuvision.formats import FORMATS
 
 CONFUSION_PNG = "reports/evaluate/confusion_{name}.png"
 CURVES = {"validation": "dvclive/train/plots/metrics/eval/accuracy.tsv",

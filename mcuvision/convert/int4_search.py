@@ -29,9 +29,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
-from .errors import PipelineError
-from .onnx_graph import weights_bytes
-from .quantization import preprocessed
+from mcuvision.convert.onnx_graph import weights_bytes
+from mcuvision.convert.quantization import preprocessed
+from mcuvision.errors import PipelineError
 
 INT4_OPSET = 21  # first opset whose QuantizeLinear/DequantizeLinear take int4
 INT4_IR_VERSION = 10  # first IR version with the INT4 tensor type

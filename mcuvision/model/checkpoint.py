@@ -1,7 +1,7 @@
 """Start training from a checkpoint: ST's `model_path` with `frozen_layers`.
 
 `init_from_checkpoint` copies the weights of a saved ST EfficientNet LC v1 into a freshly built
-model (mcuvision.model.build_model), layer by layer, matched by layer NAME and weight SHAPES, and
+model (mcuvision.model.architecture.build_model), layer by layer, matched by layer NAME and weight SHAPES, and
 optionally freezes a range of layers. Accepted files:
 
 - `.keras`: a full model saved by Keras 3 (loaded with compile=False and safe_mode on);
@@ -39,7 +39,7 @@ import keras
 import numpy as np
 
 # Registers mcuvision>Clip, so that this project's .keras files load under safe_mode.
-import mcuvision.layers  # noqa: F401
+import mcuvision.model.layers  # noqa: F401
 from mcuvision.errors import PipelineError
 
 CLASSIFIER = "predictions"
@@ -54,7 +54,7 @@ def init_from_checkpoint(model: keras.Model, path: str | Path, frozen: str | Non
     """Copy a checkpoint's weights into `model` and optionally freeze a range of its layers.
 
     Args:
-        model: the model to initialise, built by `mcuvision.model.build_model` (weights created);
+        model: the model to initialise, built by `mcuvision.model.architecture.build_model` (weights created);
             modified in place. Call inside the distribution strategy's scope, before compile.
         path: a `.keras`, `.h5` or `.hdf5` file of this architecture (see the module docstring).
         frozen: `FIRST:LAST` range of layer names to freeze (inclusive, model order, either end

@@ -16,7 +16,7 @@ Key names are the source files' own, so a figure has one name wherever it appear
 """
 from __future__ import annotations
 
-from .formats import FORMATS, QUANTIZED
+from mcuvision.formats import FORMATS, QUANTIZED
 
 W4W8 = "w4w8_qdq_onnx"
 MAX_COLUMNS = 30

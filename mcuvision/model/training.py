@@ -13,8 +13,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from .atomic import atomic_dir, atomic_path
-from .config.train import TrainConfig
+from mcuvision.atomic import atomic_dir, atomic_path
+from mcuvision.config.train import TrainConfig
 
 
 def set_bn_momentum(model: keras.Model, momentum: float) -> None:
@@ -132,7 +132,7 @@ class _RestoreRawWeights(keras.callbacks.Callback):
 class TrainSide(keras.callbacks.Callback):
     """Progressive resizing: epochs before `low_epochs` train on `low` x `low` images, the later ones
     on `res` x `res`, by setting the int32 variable that the training dataset resizes to
-    (mcuvision.data.make_dataset(side=...)). Validation always runs at `res`.
+    (mcuvision.data.input_pipeline.make_dataset(side=...)). Validation always runs at `res`.
 
     Fewer pixels make the early epochs cheaper (convolution cost grows with the pixel count), and
     ending at the test side lets the network settle on the statistics it will be tested at

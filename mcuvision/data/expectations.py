@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config.dataset import ChecksConfig
-from .images import DECODABLE_FORMATS
+from mcuvision.config.dataset import ChecksConfig
+from mcuvision.data.images import DECODABLE_FORMATS
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network calls from a pipeline stage
 
@@ -40,7 +40,7 @@ class Finding:
 def structural_problems(rows: pd.DataFrame, classes: list[str]) -> list[str]:
     """Sentences for what no training can start from: fewer than 2 classes, a class with no
     usable image (none listed; or, once `rows` has the `decodes` and `format` columns of
-    mcuvision.images, none that decodes in a trainable format). [] when there is none."""
+    mcuvision.data.images, none that decodes in a trainable format). [] when there is none."""
     problems = []
     if len(classes) < 2:
         problems.append(f"the data has {len(classes)} class{'es' if len(classes) != 1 else ''} "

@@ -1,6 +1,6 @@
 """One Markdown report of what a change does to the pipeline's numbers, for a pull request.
 
-    python -m mcuvision.pr_report --base main [--output report.md] [--fail-on-guard] [--alpha 0.05]
+    python -m mcuvision.report.pr_report --base main [--output report.md] [--fail-on-guard] [--alpha 0.05]
 
 It compares the workspace (HEAD plus uncommitted changes, as `dvc metrics diff` does) with BASE:
 
@@ -40,12 +40,12 @@ from pathlib import Path
 
 import yaml
 
-from . import pr_images
-from .config.base import ConfigError
-from .config.evaluate import Guards
-from .errors import PipelineError
-from .formats import FORMATS, QUANTIZED
-from .stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text
+from mcuvision.config.base import ConfigError
+from mcuvision.config.evaluate import Guards
+from mcuvision.errors import PipelineError
+from mcuvision.formats import FORMATS, QUANTIZED
+from mcuvision.report import pr_images
+from mcuvision.report.stats import below_limit_p_value, interval_text, mcnemar_exact, paired_text
 
 MARKER = "<!-- mcuvision-metrics-report -->"
 PARAMS_FILE = "params.yaml"
@@ -521,7 +521,7 @@ def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CEL
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mcuvision.pr_report",
+    parser = argparse.ArgumentParser(prog="python -m mcuvision.report.pr_report",
                                      description="Markdown report of params, metrics, confusion-matrix and "
                                                  "guard changes between BASE and the workspace.")
     parser.add_argument("--base", required=True, help="git revision to compare with: branch, tag or commit")

@@ -16,16 +16,16 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from mcuvision import mixed_precision
 from mcuvision.compose import compose
 from mcuvision.config.base import ConfigError
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.config.train import TrainConfig
+from mcuvision.convert import int4_search
+from mcuvision.convert.onnx_graph import weights_bytes
+from mcuvision.data.synthetic import make_dataset
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
-from mcuvision.onnx_graph import weights_bytes
-from mcuvision.runtimes import OnnxRunner
-from mcuvision.synthetic import make_dataset
+from mcuvision.runtime.runners import OnnxRunner
 
 # ---------------------------------------------------------------------------------------------
 # The search alone: a fake accuracy makes every step predictable.
@@ -44,13 +44,13 @@ def fake_accuracy(sensitive: set[str], baseline: float = 0.9):
 
 
 def test_rank_is_largest_first_then_by_name():
-    assert mixed_precision.rank(SIZES) == ["a", "b", "c", "d", "e", "f", "g"]
-    assert mixed_precision.rank({"z": 3, "y": 3, "x": 4}) == ["x", "y", "z"]
+    assert int4_search.rank(SIZES) == ["a", "b", "c", "d", "e", "f", "g"]
+    assert int4_search.rank({"z": 3, "y": 3, "x": 4}) == ["x", "y", "z"]
 
 
 def test_binary_search_then_refinement_keeps_only_the_sensitive_tensor_in_int8():
     evaluate, seen = fake_accuracy({"b"})
-    out = mixed_precision.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
+    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
     # all-int4 fails; 3 int8 (a b c) passes; 1 (a) fails; 2 (a b) passes; then a alone goes back to int4.
     assert [len(SIZES) - len(s) for s in seen] == [0, 3, 1, 2, 1, 0]
     assert [(e.step, e.int8_tensors, e.within_tolerance) for e in out.trace] == [
@@ -64,38 +64,38 @@ def test_binary_search_then_refinement_keeps_only_the_sensitive_tensor_in_int8()
 
 def test_without_refinement_the_binary_search_result_stands():
     evaluate, _ = fake_accuracy({"b"})
-    out = mixed_precision.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, refine=False, log=lambda _: None)
+    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, refine=False, log=lambda _: None)
     assert out.int4 == ("c", "d", "e", "f", "g") and len(out.trace) == 4
 
 
 def test_budget_stops_the_search_at_a_point_known_within_tolerance():
     evaluate, _ = fake_accuracy({"b"})
-    out = mixed_precision.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=2, log=lambda _: None)
+    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=2, log=lambda _: None)
     assert len(out.trace) == 2
     assert out.int4 == ("d", "e", "f", "g")
 
 
 def test_all_int4_within_tolerance_takes_one_evaluation():
     evaluate, _ = fake_accuracy(set())
-    out = mixed_precision.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
-    assert out.int4 == tuple(mixed_precision.rank(SIZES)) and len(out.trace) == 1
+    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
+    assert out.int4 == tuple(int4_search.rank(SIZES)) and len(out.trace) == 1
 
 
 def test_no_tensor_can_be_int4_gives_the_int8_model():
-    out = mixed_precision.search(SIZES, lambda int4: 0.5, 0.9, 1.5, max_evaluations=50, log=lambda _: None)
+    out = int4_search.search(SIZES, lambda int4: 0.5, 0.9, 1.5, max_evaluations=50, log=lambda _: None)
     assert out.int4 == () and out.accuracy == 0.9
     assert all(not e.within_tolerance for e in out.trace)
 
 
 def test_tolerance_is_inclusive_and_in_points():
-    at_limit = mixed_precision.search({"w": 1}, lambda int4: 0.9 - 0.015, 0.9, 1.5, 5, log=lambda _: None)
-    beyond = mixed_precision.search({"w": 1}, lambda int4: 0.9 - 0.0151, 0.9, 1.5, 5, log=lambda _: None)
+    at_limit = int4_search.search({"w": 1}, lambda int4: 0.9 - 0.015, 0.9, 1.5, 5, log=lambda _: None)
+    beyond = int4_search.search({"w": 1}, lambda int4: 0.9 - 0.0151, 0.9, 1.5, 5, log=lambda _: None)
     assert at_limit.int4 == ("w",) and beyond.int4 == ()
 
 
 def test_search_prints_one_line_per_evaluation():
     lines = []
-    mixed_precision.search(SIZES, fake_accuracy({"b"})[0], 0.9, 1.5, 20, log=lines.append)
+    int4_search.search(SIZES, fake_accuracy({"b"})[0], 0.9, 1.5, 20, log=lines.append)
     assert len(lines) == 6 and all("accuracy" in line and "int4" in line for line in lines)
 
 
@@ -130,7 +130,7 @@ def small_float_model(seed: int = 0) -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def small(base_params):
-    from mcuvision.quantization import qdq_onnx
+    from mcuvision.convert.quantization import qdq_onnx
 
     images = np.random.RandomState(1).randint(0, 256, (32, RES, RES, 3)).astype(np.uint8)
     float_model = small_float_model()
@@ -144,7 +144,7 @@ def run_model(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
 
 def test_rewriter_finds_every_weight_and_reproduces_int8_exactly(small):
     float_model, int8, images = small
-    rewriter = mixed_precision.Int4Rewriter(float_model, int8)
+    rewriter = int4_search.Int4Rewriter(float_model, int8)
     assert rewriter.sizes == {"w1": 216, "w2": 128, "w3": 64} and rewriter.skipped == []
     # No tensor in int4: the opset-21 copy computes exactly what the int8 model does.
     np.testing.assert_array_equal(run_model(rewriter.model([]), images), run_model(int8, images))
@@ -152,7 +152,7 @@ def test_rewriter_finds_every_weight_and_reproduces_int8_exactly(small):
 
 def test_int4_weights_are_stored_packed_at_opset_21_and_run(small):
     float_model, int8, images = small
-    rewriter = mixed_precision.Int4Rewriter(float_model, int8)
+    rewriter = int4_search.Int4Rewriter(float_model, int8)
     model = rewriter.model(["w1", "w3"])
     onnx.checker.check_model(model, full_check=True)
     assert next(o.version for o in model.opset_import if o.domain == "") == 21
@@ -174,7 +174,7 @@ def test_int4_rewrite_equals_onnxruntime_int4_quantizer(small):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from mcuvision.quantization import _Reader
+    from mcuvision.convert.quantization import _Reader
 
     float_model, int8, images = small
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +190,7 @@ def test_int4_rewrite_equals_onnxruntime_int4_quantizer(small):
                             name: [{"quant_type": QuantType.QInt4, "symmetric": True, "axis": axis}]
                             for name, axis in int4.items()}})
         reference = onnx.load(str(tmp / "ort.onnx"))
-    ours = mixed_precision.Int4Rewriter(float_model, int8).model(int4)
+    ours = int4_search.Int4Rewriter(float_model, int8).model(int4)
     theirs = {i.name: i for i in reference.graph.initializer}
     assert {i.name for i in ours.graph.initializer} == set(theirs)
     for init in ours.graph.initializer:
@@ -201,8 +201,8 @@ def test_int4_rewrite_equals_onnxruntime_int4_quantizer(small):
 
 def test_a_float_model_that_is_not_the_int8_models_source_is_refused(small):
     _, int8, _ = small
-    with pytest.raises(mixed_precision.SurgeryError, match="could be recomputed"):
-        mixed_precision.Int4Rewriter(small_float_model(seed=5), int8)
+    with pytest.raises(int4_search.SurgeryError, match="could be recomputed"):
+        int4_search.Int4Rewriter(small_float_model(seed=5), int8)
 
 
 def test_w4w8_result_reports_shares_of_weight_elements_and_bytes(small):
@@ -212,7 +212,7 @@ def test_w4w8_result_reports_shares_of_weight_elements_and_bytes(small):
     def agreement(model):
         return float(np.mean(run_model(model, images).argmax(1) == labels))
 
-    found = mixed_precision.w4w8(float_model, int8, agreement, tolerance_points=100.0, max_evaluations=5,
+    found = int4_search.w4w8(float_model, int8, agreement, tolerance_points=100.0, max_evaluations=5,
                                  log=lambda _: None)
     assert found.int4_tensors == ("w1", "w2", "w3") and found.evaluations == 1  # anything goes at 100 points
     assert found.int4_share_pct == 100.0 and found.int8_share_pct == 0.0
@@ -318,7 +318,7 @@ def test_search_is_deterministic(stage_run):
     def agreement(model):
         return float(np.mean(run_model(model, images).argmax(1) == labels))
 
-    first, second = (mixed_precision.w4w8(float_model, int8, agreement, 1.5, 10, log=lambda _: None) for _ in range(2))
+    first, second = (int4_search.w4w8(float_model, int8, agreement, 1.5, 10, log=lambda _: None) for _ in range(2))
     assert first.int4_tensors == second.int4_tensors and first.trace == second.trace
     assert first.model.SerializeToString() == second.model.SerializeToString()
 

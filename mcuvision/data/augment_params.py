@@ -1,7 +1,7 @@
-"""The random half of mcuvision.augment: per-image parameters of a batch, drawn outside XLA.
+"""The random half of mcuvision.data.augment: per-image parameters of a batch, drawn outside XLA.
 
 Everything here is a small tensor (a few numbers per image); the pixel work that consumes them is
-in mcuvision.augment. Keeping the two apart lets tests feed known parameters (a shear of a known
+in mcuvision.data.augment. Keeping the two apart lets tests feed known parameters (a shear of a known
 angle, an integer shift) to the pixel work and check the exact result.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from .config.train import AugmentConfig
+from mcuvision.config.train import AugmentConfig
 
 PIXEL_MAX = 255.0
 # ITU-R BT.601 luma weights, as tf.image.rgb_to_grayscale (and ST's random_rgb_to_grayscale).

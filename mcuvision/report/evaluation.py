@@ -1,5 +1,5 @@
 """Scores of one model's predictions on labelled images: top-k, per-class P/R/F1, confusion, and
-two models paired on the same images; intervals and tests come from mcuvision/stats.py (Wilson
+two models paired on the same images; intervals and tests come from mcuvision/report/stats.py (Wilson
 score interval, exact McNemar test).
 
 Functions take arrays, not files, so the evaluate stage and the tests share them as they are.
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from .stats import mcnemar_exact, wilson_interval
+from mcuvision.report.stats import mcnemar_exact, wilson_interval
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:

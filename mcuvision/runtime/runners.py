@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MissingInputError, PipelineError
+from mcuvision.errors import MissingInputError, PipelineError
 
 SUFFIXES = (".tflite", ".onnx", ".keras")
 
@@ -137,7 +137,7 @@ def _load(path: Path, suffix: str, batch: int) -> Predictor:
         raise ValueError("not a Keras 3 archive (a .keras file is a zip)")
     import keras
 
-    from .layers import Clip  # noqa: F401  (registers the layer so the file loads)
+    from mcuvision.model.layers import Clip  # noqa: F401  (registers the layer so the file loads)
 
     model = keras.models.load_model(path)
     return Predictor(path, int(model.input_shape[1]), f"Keras {keras.__version__}",

@@ -1,0 +1,1 @@
+"""The model: ST EfficientNet LC v1's architecture, its custom layer, training helpers, checkpoints."""

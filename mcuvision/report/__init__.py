@@ -1,0 +1,1 @@
+"""Numbers for people: evaluation, intervals and paired tests, the model card, headline metrics, the PR report."""

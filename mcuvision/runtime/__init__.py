@@ -1,0 +1,1 @@
+"""Running the models: one runner per format, and predict, the user command."""
