@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from http_server import Request, serve_directory
-from mcuvision.data.download import ChecksumError, DownloadError, cache_path, fetch
 from mcuvision.data import download
+from mcuvision.data.download import ChecksumError, DownloadError, cache_path, fetch
 
 # Deterministic, so that parallel (xdist) workers collect identical test ids.
 PAYLOAD = random.Random(0).randbytes(200_000)

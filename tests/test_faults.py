@@ -24,8 +24,8 @@ import yaml
 from conftest import stage_command, stage_env
 from http_server import serve_directory
 from mcuvision.compose import compose
-from mcuvision.data.download import ChecksumError, cache_path, fetch
 from mcuvision.data import download
+from mcuvision.data.download import ChecksumError, cache_path, fetch
 
 # Small enough that a train process spends its time tracing the model, not training it.
 TINY = ["dataset=synthetic", "model.res=32", "model.depth=0.1", "train.batch_size=8", "train.warmup_epochs=0",

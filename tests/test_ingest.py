@@ -9,9 +9,9 @@ import pytest
 
 from datasets import dataset_config, image_tree, jpeg_bytes, tar_gz
 from http_server import serve_directory
+from mcuvision.data import download
 from mcuvision.data.archive import UnsafeArchiveError
 from mcuvision.data.download import ChecksumError, DownloadError
-from mcuvision.data import download
 from mcuvision.data.sources import SourceError
 from stages import ingest
 

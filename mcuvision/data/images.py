@@ -13,8 +13,9 @@ train, evaluate, quantize's calibration and predict see a photo as a phone galle
 width and height are those of the image as shown.
 
 Perceptual hashes (imagehash: 64-bit dHash and pHash of the greyscale image) find re-encoded,
-resized and lightly edited copies (mcuvision.data.splits.near_duplicate_pairs). A JPEG is decoded at
-1/8 scale for them (Pillow's draft mode): the hashes look at 9x8 and 32x32 pixels.
+resized and lightly edited copies (mcuvision.data.splits.near_duplicate_pairs). A JPEG is decoded
+at the smallest DCT scale (1/2 to 1/8) that keeps 64 pixels a side (Pillow's draft mode): the
+hashes look at 9x8 and 32x32 pixels.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def exif_orientation(image: Image.Image) -> int:
 
 def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
     """(dHash, pHash) of an open image as 16-hex-digit strings (64 bits each), from its greyscale
-    at 1/8 scale for a JPEG; orientation is not applied (a rotated copy is not a near-duplicate
+    at a reduced DCT scale for a JPEG; orientation is not applied (a rotated copy is not a near-duplicate
     for this check)."""
     if image.format in ("JPEG", "MPO"):
         image.draft("L", (64, 64))  # DCT scaling: a fraction of a full decode
