@@ -69,10 +69,11 @@ def lc_v1_points(board: BoardConfig) -> list[dict]:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     # The card's recipe: uint8 input, float output (st_facts.md), whatever params.yaml says now.
-    config = dataclasses.replace(QuantizeConfig.from_params(params), tflite_input_type="uint8",
-                                 tflite_output_type="float32")
+    config = QuantizeConfig.from_params(params)
+    config = dataclasses.replace(config, tflite=dataclasses.replace(config.tflite, input_type="uint8",
+                                                                    output_type="float32"))
     points = []
-    for p in board.calibration:
+    for p in board.latency.calibration:
         images = np.random.default_rng(0).integers(0, 256, (4, p.resolution, p.resolution, 3)).astype(np.uint8)
         facts = graph_facts(int8_tflite(build_model(5, p.resolution), images, config))
         points.append({"name": f"st_efficientnet_lc_v1_{p.resolution}_int8", "architecture": "ST EfficientNet LC v1",
@@ -94,7 +95,7 @@ def refit(points: list[dict], board: BoardConfig) -> dict:
     fitted = 100.0 * (bl.predict_ms(cycles, rows, board.clock_mhz) / ms - 1.0)
     loo = bl.leave_one_out(rows, ms, board.clock_mhz)
     by_architecture = bl.leave_one_out(rows, ms, board.clock_mhz, [p["architecture"] for p in points])
-    old = [100.0 * (macc_total(p) * board.latency_value / (board.clock_mhz * 1000.0) / p["published_ms"] - 1.0)
+    old = [100.0 * (macc_total(p) * board.latency.value / (board.clock_mhz * 1000.0) / p["published_ms"] - 1.0)
            for p in points]
     names = [p["name"] for p in points]
     return {"clock_mhz": board.clock_mhz,
@@ -105,7 +106,7 @@ def refit(points: list[dict], board: BoardConfig) -> dict:
             "architecture_out": bl.summary(by_architecture),
             "fitted_error_pct": {n: round(float(e), 2) for n, e in zip(names, fitted)},
             "architectures": sorted({p["architecture"] for p in points}),
-            "one_coefficient": f"{board.latency_value:g} cycles/MACC (board file)",
+            "one_coefficient": f"{board.latency.value:g} cycles/MACC (board file)",
             "one_coefficient_error_pct": {n: round(e, 2) for n, e in zip(names, old)}}
 
 

@@ -96,9 +96,9 @@ def metadata(names: dict, res: int, classes: list[str], tflite: bytes, params: i
                                   "quantization": quant(inputs[0])},
                         "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape),
                                    "quantization": quant(outputs[0])}},
-        "onnx": {"input": ("float32 (N, H, W, 3) raw pixels" if quantize.onnx_layout == "nhwc"
+        "onnx": {"input": ("float32 (N, H, W, 3) raw pixels" if quantize.onnx.layout == "nhwc"
                            else "float32 (N, 3, H, W) raw pixels"),
-                 "output": "float32 (N, classes) probabilities", "opset": quantize.onnx_opset},
+                 "output": "float32 (N, classes) probabilities", "opset": quantize.onnx.opset},
         "source": {k: source.get(k) for k in ("dataset", "kind", "url", "sha256", "path") if source.get(k) is not None},
         "params": {"model": as_dict(model_config), "quantize": as_dict(quantize), "seed": seed},
     }

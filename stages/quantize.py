@@ -67,8 +67,8 @@ def check_int8(content: bytes, config: QuantizeConfig) -> dict:
         raise QuantizationError(f"the int8 TFLite model kept {len(hidden)} float tensors inside "
                                 f"(e.g. {hidden[:3]}): an op fell back to float")
     inputs, outputs = tflite_graph.io_tensors(graph)
-    if inputs[0].dtype != config.tflite_input_type or outputs[0].dtype != config.tflite_output_type:
-        raise QuantizationError(f"asked for {config.tflite_input_type} in / {config.tflite_output_type} out, "
+    if inputs[0].dtype != config.tflite.input_type or outputs[0].dtype != config.tflite.output_type:
+        raise QuantizationError(f"asked for {config.tflite.input_type} in / {config.tflite.output_type} out, "
                                 f"got {inputs[0].dtype} / {outputs[0].dtype}")
     if inputs[0].dtype == "uint8" and (abs(inputs[0].scale[0] - 1.0) > 1e-6 or inputs[0].zero_point[0] != 0):
         print(f"quantize: warning: uint8 input scale {inputs[0].scale[0]} zero point {inputs[0].zero_point[0]}: "
@@ -133,7 +133,7 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     tflite = int8_tflite(model, calibration, config)
     tflite_facts = check_int8(tflite, config)
     print("quantize: int8 TFLite done; converting to ONNX", flush=True)
-    float_model = float_onnx(model, res, config.onnx_opset, config.onnx_layout)
+    float_model = float_onnx(model, res, config.onnx.opset, config.onnx.layout)
     qdq_model = qdq_onnx(float_model, calibration, config)
     print("quantize: QDQ ONNX done; measuring agreement on the validation split", flush=True)
     for path, payload in ((tflite_out, tflite), (onnx_out, float_model.SerializeToString()),
@@ -151,7 +151,7 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
         "int8_tflite": {"file_bytes": tflite_out.stat().st_size, **tflite_facts,
                         "agreement_with_float": agreement(reference, TfliteRunner(tflite).predict(validation))},
         "float_onnx": {"file_bytes": onnx_out.stat().st_size, "weights_bytes": onnx_weights_bytes(float_model),
-                       "opset": config.onnx_opset, "layout": config.onnx_layout,
+                       "opset": config.onnx.opset, "layout": config.onnx.layout,
                        "max_abs_diff_vs_keras": (float(np.abs(float_onnx_probs - reference).max())
                                                  if len(validation) else None)},
         "int8_qdq_onnx": {"file_bytes": qdq_out.stat().st_size, "weights_bytes": onnx_weights_bytes(qdq_model),

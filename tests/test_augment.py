@@ -393,7 +393,7 @@ def test_bad_augment_values_are_named(key, value, allowed):
     else:
         section[key] = value
     with pytest.raises(ConfigError) as error:
-        AugmentConfig.from_params(section)
+        AugmentConfig.from_section(section)
     shown = None if value is MISSING else value
     assert str(error.value) == f"train.augment.{key}={shown!r} is not allowed: {allowed}"
 
@@ -402,13 +402,13 @@ def test_bad_augment_values_are_named(key, value, allowed):
 def test_train_profiles_have_a_valid_augment_section(profile):
     section = yaml.safe_load(compose([f"train={profile}"]))["train"]  # profiles inherit `default`
     assert set(section["augment"]) == {f.name for f in dataclasses.fields(AugmentConfig)}
-    AugmentConfig.from_params(section["augment"])
+    AugmentConfig.from_section(section["augment"])
 
 
 def test_st_profile_is_st_recipe():
     """conf/train/st.yaml: ST's tf_flowers recipe for ST EfficientNet LC v1, in this augmenter's units."""
     section = yaml.safe_load(compose(["train=st"]))["train"]
-    assert AugmentConfig.from_params(section["augment"]) == ST
+    assert AugmentConfig.from_section(section["augment"]) == ST
     expected = dict(name="st", epochs=1000, batch_size=128, optimizer="adam", learning_rate=0.0025,
                     weight_decay=0.0, schedule="plateau", warmup_epochs=0, plateau_factor=0.625,
                     plateau_patience=40, label_smoothing=0.0, dropout=0.35, bn_momentum=0.99,

@@ -94,7 +94,7 @@ def colour_run(tmp_path_factory, base_params):
                             for p in manifest[manifest.split == "train"].path])
     config = QuantizeConfig.from_params(params)
     (tmp / "int8.tflite").write_bytes(int8_tflite(model, calibration, config))
-    onnx_model = float_onnx(model, 32, config.onnx_opset, config.onnx_layout)
+    onnx_model = float_onnx(model, 32, config.onnx.opset, config.onnx.layout)
     (tmp / "float.onnx").write_bytes(onnx_model.SerializeToString())
     (tmp / "qdq.onnx").write_bytes(qdq_onnx(onnx_model, calibration, config).SerializeToString())
     (tmp / "w4w8").mkdir()

@@ -100,7 +100,7 @@ def test_the_model_card_stage_writes_the_headline_and_shows_throughput(tmp_path)
     meta = {"resolution": [128, 128], "num_classes": 5, "classes": list("abcde"), "parameter_count": 1,
             "source": {"dataset": "flowers_mini", "path": "data/sample"},
             "files": {"tflite": "m.tflite", "qdq": "m.onnx"},
-            "params": {"quantize": {"calibration_images": 200, "tflite_granularity": "per_channel"}},
+            "params": {"quantize": {"calibration_images": 200, "tflite": {"granularity": "per_channel"}}},
             "preprocessing": {"resize": "nearest"},
             "int8_tflite": {"input": {"shape": [1, 128, 128, 3], "dtype": "uint8"},
                             "output": {"shape": [1, 5], "dtype": "float32"}}}

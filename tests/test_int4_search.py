@@ -227,7 +227,7 @@ def test_w4w8_variant_composes_and_parses():
     params = yaml.safe_load(compose(["quantize=w4w8"]))
     config = QuantizeConfig.from_params(params)
     assert config.name == "w4w8" and config.w4w8.enabled and config.w4w8.tolerance_points == 1.5
-    assert config.onnx_opset == 17 and config.tflite_input_type == "uint8", "everything else as int8"
+    assert config.onnx.opset == 17 and config.tflite.input_type == "uint8", "everything else as int8"
     default = QuantizeConfig.from_params(yaml.safe_load(compose()))
     assert not default.w4w8.enabled and default.w4w8.max_evaluations == config.w4w8.max_evaluations
 

@@ -89,8 +89,8 @@ def test_lc_v1_points_are_the_board_file_card_points():
     board = BOARDS["stm32h747i_disco"]
     lc = [p for p in bl.points_for(board.name) if p["architecture"] == "ST EfficientNet LC v1"]
     assert [(p["resolution"], p["published_ms"]) for p in lc] == [(c.resolution, c.published_ms)
-                                                                  for c in board.calibration]
-    for p, c in zip(lc, board.calibration):
+                                                                  for c in board.latency.calibration]
+    for p, c in zip(lc, board.latency.calibration):
         assert sum(p["work"][k] for k in ("conv", "pointwise", "depthwise")) == c.macc
 
 
@@ -113,7 +113,7 @@ def test_two_point_boards_keep_one_coefficient_and_say_so():
     assert b["latency_method"] == "one coefficient" and e["points"] == 2
     assert e["architectures"] == ["ST EfficientNet LC v1"] and "not measured on other architectures" in e["note"]
     # two points, one coefficient: each predicted from the other, by hand from the board file
-    (p0, p1) = BOARDS["stm32f769i_disco"].calibration
+    (p0, p1) = BOARDS["stm32f769i_disco"].latency.calibration
     x0, x1 = p0.macc / p0.published_ms, p1.macc / p1.published_ms
     np.testing.assert_allclose(e["per_point_pct"], [100 * (x0 / x1 - 1), 100 * (x1 / x0 - 1)], atol=0.01)
     assert board_model.estimate(BOARDS["b_u585i_iot02a"], 1, 1, 1)["latency_error"] is None

@@ -50,7 +50,7 @@ def models(tmp_path_factory, base_params) -> dict[str, Path]:
                                                      ("float_onnx", "m.onnx"), ("qdq_onnx", "m_qdq.onnx"))}
     model.save(paths["keras"])
     paths["int8_tflite"].write_bytes(int8_tflite(model, calibration, config))
-    proto = float_onnx(model, RES, config.onnx_opset, config.onnx_layout)
+    proto = float_onnx(model, RES, config.onnx.opset, config.onnx.layout)
     onnx.save(proto, paths["float_onnx"])
     onnx.save(qdq_onnx(proto, calibration, config), paths["qdq_onnx"])
     return paths

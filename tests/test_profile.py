@@ -177,17 +177,17 @@ def test_five_class_arena_at_128_matches_st_facts(lc_v1):
 def test_a_board_file_per_card_board_plus_a_low_power_one():
     boards = load_board_dir(BOARD_DIR)
     assert CARD_BOARDS <= set(boards) and len(boards) == 7
-    uncalibrated = [b for b in boards.values() if not b.calibrated]
-    assert [b.name for b in uncalibrated] == ["b_u585i_iot02a"] and uncalibrated[0].assumption
+    uncalibrated = [b for b in boards.values() if not b.latency.calibrated]
+    assert [b.name for b in uncalibrated] == ["b_u585i_iot02a"] and uncalibrated[0].latency.assumption
     assert boards["stm32h747i_disco"].clock_mhz == 400 and boards["stm32f769i_disco"].clock_mhz == 216
 
 
 def test_board_coefficients_are_the_fit_through_the_card_points_and_errors_are_reported():
     for board in load_board_dir(BOARD_DIR).values():
-        if not board.calibrated:
+        if not board.latency.calibrated:
             continue
         fitted = board_model.fitted_value(board)
-        assert abs(board.latency_value - fitted) / fitted < 0.002, (board.name, board.latency_value, fitted)
+        assert abs(board.latency.value - fitted) / fitted < 0.002, (board.name, board.latency.value, fitted)
         errors = board_model.calibration_errors(board)
         assert len(errors) == 2 and all(abs(e["error_pct"]) < 20 for e in errors)
         # one parameter through two points: residuals of opposite sign, not zero
@@ -199,7 +199,7 @@ def test_calibration_maccs_are_the_model_counts():
               for classes in (5, 101) for res in (128, 224)}
     for board in load_board_dir(BOARD_DIR).values():
         classes = 101 if board.name == "stm32n6570_dk" else 5  # the card's N6 figures are Food-101
-        for point in board.calibration:
+        for point in board.latency.calibration:
             assert point.macc == counts[(classes, point.resolution)], (board.name, point)
 
 

@@ -221,7 +221,7 @@ def test_a_failed_set_expectation_names_the_classes(tmp_path):
                          "label": ["cat"] * 2 + ["dog"] * 2,
                          "split": ["train", "val"] * 2, "sha256": [f"{i:064x}" for i in range(4)], "width": 24,
                          "height": 24, "mode": "RGB", "format": "JPEG", "decodes": True})
-    findings, _ = run_suite(rows, ["bird", "cat", "dog"], ChecksConfig.from_params(CHECKS), tmp_path / "docs")
+    findings, _ = run_suite(rows, ["bird", "cat", "dog"], ChecksConfig.from_section(CHECKS), tmp_path / "docs")
     failed = [f for f in findings if not f.success]
     assert failed and all(f.names or f.files for f in failed)
     assert any("bird" in f.names for f in failed)

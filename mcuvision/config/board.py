@@ -54,7 +54,23 @@ class CalibrationPoint:
 
 
 @dataclass(frozen=True)
+class LatencySpec:
+    """`board.latency`: the one-coefficient model of this board, its calibration points, or the
+    assumption it rests on when no figure was published."""
+    model: str                # cycles_per_macc | ms_per_mmacc
+    value: float              # cycles per MACC, or ms per million MACC
+    calibration: tuple[CalibrationPoint, ...]
+    assumption: str
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibration)
+
+
+@dataclass(frozen=True)
 class BoardConfig:
+    """One STM32 board; attribute paths follow the YAML paths (`board.latency.value` is
+    `config.latency.value`)."""
     name: str
     display_name: str
     series: str
@@ -70,20 +86,13 @@ class BoardConfig:
     flash_fit: str
     runtime_ram_kib: float
     code_flash_kib: float
-    latency_model: str
-    latency_value: float
-    calibration: tuple[CalibrationPoint, ...]
-    assumption: str
+    latency: LatencySpec
     vendor_backend: str
     stedgeai_target: str
 
-    @property
-    def calibrated(self) -> bool:
-        return bool(self.calibration)
-
     @classmethod
     def from_params(cls, params: Mapping) -> "BoardConfig":
-        return cls.from_mapping(mapping_at(params, "board"), "board")
+        return cls.from_section(mapping_at(params, "board"), "board")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "BoardConfig":
@@ -92,15 +101,14 @@ class BoardConfig:
             raise ConfigError(f"board file {path} not found")
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         require(isinstance(data, Mapping), str(path), type(data).__name__, "a YAML mapping")
-        board = cls.from_mapping(data, f"{path.stem}")
+        board = cls.from_section(data, f"{path.stem}")
         require(board.name == path.stem, f"{path.stem}.name", board.name, f"the file's stem, {path.stem!r}")
         return board
 
     @classmethod
-    def from_mapping(cls, s: Mapping, prefix: str = "board") -> "BoardConfig":
+    def from_section(cls, s: Mapping, prefix: str = "board") -> "BoardConfig":
         """Raises ConfigError naming the first unknown, missing or bad key."""
-        # latency_model, latency_value and calibration come from the nested `latency` mapping.
-        only_known_keys(s, prefix, fields_of(cls, "latency") - {"latency_model", "latency_value", "calibration"})
+        only_known_keys(s, prefix, fields_of(cls))
         name = _text(s, prefix, "name")
         require(name.replace("_", "").isalnum() and name == name.lower(), key_of(prefix, "name"), name,
                 "lower-case letters, digits and underscores (the conf/board file stem)")
@@ -155,7 +163,7 @@ class BoardConfig:
                    internal_ram_kib=internal_ram, arena_ram_kib=arena_ram, flash_kib=flash,
                    external_ram_kib=ext_ram, external_flash_kib=ext_flash, ram_fit=ram_fit, flash_fit=flash_fit,
                    runtime_ram_kib=_kib(s, prefix, "runtime_ram_kib"), code_flash_kib=_kib(s, prefix, "code_flash_kib"),
-                   latency_model=model, latency_value=value, calibration=tuple(points), assumption=assumption,
+                   latency=LatencySpec(model=model, value=value, calibration=tuple(points), assumption=assumption),
                    vendor_backend=backend, stedgeai_target=target)
 
 

@@ -33,7 +33,7 @@ class SourceConfig:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, section: Mapping, prefix: str = "dataset.source") -> "SourceConfig":
+    def from_section(cls, section: Mapping, prefix: str = "dataset.source") -> "SourceConfig":
         kind = choice(section, prefix, "kind", SOURCE_KINDS)
         layout = section.get("layout", "class_folders")
         require(layout in LAYOUTS, f"{prefix}.layout", layout, f"one of {', '.join(LAYOUTS)}")
@@ -71,7 +71,7 @@ class SplitConfig:
     rule: str = "stratified"
 
     @classmethod
-    def from_params(cls, section: Mapping, prefix: str = "dataset.split") -> "SplitConfig":
+    def from_section(cls, section: Mapping, prefix: str = "dataset.split") -> "SplitConfig":
         """Raises ConfigError naming the first bad key."""
         val = number(section, prefix, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
         test = number(section, prefix, "test_fraction", 0.0, 1.0, high_open=True)
@@ -93,7 +93,7 @@ class ChecksConfig:
     near_duplicate_distance: int | None = 4
 
     @classmethod
-    def from_params(cls, section: Mapping, prefix: str = "dataset.checks") -> "ChecksConfig":
+    def from_section(cls, section: Mapping, prefix: str = "dataset.checks") -> "ChecksConfig":
         """Raises ConfigError naming the first bad key."""
         min_side = integer(section, prefix, "min_side", 1)
         max_side = integer(section, prefix, "max_side", min_side)
@@ -125,13 +125,13 @@ class DatasetConfig:
         count = section.get("num_classes")
         if count is not None:
             count = integer(section, "dataset", "num_classes", 2)
-        source = SourceConfig.from_params(mapping_at(section, "source", "dataset", fields_of(SourceConfig)),
+        source = SourceConfig.from_section(mapping_at(section, "source", "dataset", fields_of(SourceConfig)),
                                           "dataset.source")
         require(count is not None or source.kind != "synthetic", "dataset.num_classes", count,
                 "an integer >= 2 (the synthetic generator needs a class count)")
         return cls(name=name, num_classes=count,
                    source=source,
-                   split=SplitConfig.from_params(mapping_at(section, "split", "dataset", fields_of(SplitConfig)),
+                   split=SplitConfig.from_section(mapping_at(section, "split", "dataset", fields_of(SplitConfig)),
                                                  "dataset.split"),
-                   checks=ChecksConfig.from_params(mapping_at(section, "checks", "dataset", fields_of(ChecksConfig)),
+                   checks=ChecksConfig.from_section(mapping_at(section, "checks", "dataset", fields_of(ChecksConfig)),
                                                    "dataset.checks"))

@@ -38,36 +38,57 @@ class W4W8Config:
 
 
 @dataclass(frozen=True)
+class TfliteOptions:
+    """`quantize.tflite`: the int8 TFLite model's weights granularity and I/O types."""
+    granularity: str          # per_channel | per_tensor (weights)
+    input_type: str           # uint8 | int8 | float32
+    output_type: str          # float32 | uint8 | int8
+    weight_bits: int = 8      # 8 only: TFLite's int8 kernels take no int4 weights
+
+    @classmethod
+    def from_section(cls, s: Mapping, prefix: str = "quantize.tflite") -> "TfliteOptions":
+        """Raises ConfigError naming the first bad key."""
+        bits = s.get("weight_bits", 8)
+        # TFLite's int8 built-in kernels take 8-bit weights only; int4 lives in the ONNX path.
+        require(bits == 8, f"{prefix}.weight_bits", bits,
+                "8 (TFLite full-integer kernels have no int4 weights; use the ONNX w4w8 option)")
+        return cls(granularity=choice(s, prefix, "granularity", GRANULARITIES),
+                   input_type=choice(s, prefix, "input_type", TFLITE_INPUTS),
+                   output_type=choice(s, prefix, "output_type", TFLITE_OUTPUTS), weight_bits=bits)
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """`quantize.onnx`: opset, tensor layout and the QDQ model's calibration method."""
+    opset: int                # 13..21
+    layout: str               # nhwc | nchw
+    calibration: str          # onnxruntime's calibration method
+
+    @classmethod
+    def from_section(cls, s: Mapping, prefix: str = "quantize.onnx") -> "OnnxOptions":
+        """Raises ConfigError naming the first bad key."""
+        opset = integer(s, prefix, "opset", 13)
+        require(opset <= 21, f"{prefix}.opset", opset, "13..21 (per-channel QDQ needs 13)")
+        return cls(opset=opset, layout=choice(s, prefix, "layout", ONNX_LAYOUTS),
+                   calibration=choice(s, prefix, "calibration", CALIBRATIONS))
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
+    """`quantize`: attribute paths follow the YAML paths (`quantize.tflite.granularity` is
+    `config.tflite.granularity`)."""
     name: str
     calibration_images: int
-    tflite_granularity: str
-    tflite_input_type: str
-    tflite_output_type: str
-    tflite_weight_bits: int
-    onnx_opset: int
-    onnx_layout: str
-    onnx_calibration: str
+    tflite: TfliteOptions
+    onnx: OnnxOptions
     w4w8: W4W8Config
 
     @classmethod
     def from_params(cls, params: Mapping) -> "QuantizeConfig":
-        # The YAML nests tflite/onnx options that this class holds flat: its keys are listed here.
-        s = mapping_at(params, "quantize", known=("name", "calibration_images", "tflite", "onnx", "w4w8"))
-        tflite = mapping_at(s, "tflite", "quantize", known=("granularity", "input_type", "output_type", "weight_bits"))
-        onnx = mapping_at(s, "onnx", "quantize", known=("opset", "layout", "calibration"))
-        bits = tflite.get("weight_bits", 8)
-        # TFLite's int8 built-in kernels take 8-bit weights only; int4 lives in the ONNX path.
-        require(bits == 8, "quantize.tflite.weight_bits", bits,
-                "8 (TFLite full-integer kernels have no int4 weights; use the ONNX w4w8 option)")
-        opset = integer(onnx, "quantize.onnx", "opset", 13)
-        require(opset <= 21, "quantize.onnx.opset", opset, "13..21 (per-channel QDQ needs 13)")
+        """Raises ConfigError naming the first unknown, missing or bad key."""
+        s = mapping_at(params, "quantize", known=fields_of(cls))
         return cls(name=str(s.get("name")),
                    calibration_images=integer(s, "quantize", "calibration_images", 1),
-                   tflite_granularity=choice(tflite, "quantize.tflite", "granularity", GRANULARITIES),
-                   tflite_input_type=choice(tflite, "quantize.tflite", "input_type", TFLITE_INPUTS),
-                   tflite_output_type=choice(tflite, "quantize.tflite", "output_type", TFLITE_OUTPUTS),
-                   tflite_weight_bits=bits, onnx_opset=opset,
-                   onnx_layout=choice(onnx, "quantize.onnx", "layout", ONNX_LAYOUTS),
-                   onnx_calibration=choice(onnx, "quantize.onnx", "calibration", CALIBRATIONS),
+                   tflite=TfliteOptions.from_section(mapping_at(s, "tflite", "quantize", fields_of(TfliteOptions))),
+                   onnx=OnnxOptions.from_section(mapping_at(s, "onnx", "quantize", fields_of(OnnxOptions))),
                    w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize", fields_of(W4W8Config))))

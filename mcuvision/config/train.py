@@ -50,7 +50,7 @@ class AugmentConfig:
     erasing_fill: str
 
     @classmethod
-    def from_params(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
+    def from_section(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
         """Raises ConfigError naming the first missing or bad key."""
         s, p = section, prefix
         unit = {name: number(s, p, name, 0.0, 1.0)
@@ -154,7 +154,7 @@ class TrainConfig:
                    precise_bn_images=integer(s, p, "precise_bn_images", 0),
                    early_stopping_patience=integer(s, p, "early_stopping_patience", 1),
                    cache=choice(s, p, "cache", CACHES), **flags,
-                   augment=AugmentConfig.from_params(mapping_at(s, "augment", "train", fields_of(AugmentConfig)),
+                   augment=AugmentConfig.from_section(mapping_at(s, "augment", "train", fields_of(AugmentConfig)),
                                                      "train.augment"),
                    min_learning_rate=number(s, p, "min_learning_rate", 0.0, 10.0),
                    ema_momentum=number(s, p, "ema_momentum", 0.0, 1.0, high_open=True),

@@ -30,9 +30,9 @@ def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = TF_TYPES[config.tflite_input_type]
-    converter.inference_output_type = TF_TYPES[config.tflite_output_type]
-    if config.tflite_granularity == "per_tensor":
+    converter.inference_input_type = TF_TYPES[config.tflite.input_type]
+    converter.inference_output_type = TF_TYPES[config.tflite.output_type]
+    if config.tflite.granularity == "per_tensor":
         # The converter has no public switch for per-tensor weights; this is the one it reads.
         converter._experimental_disable_per_channel = True
     return converter.convert()
@@ -95,9 +95,9 @@ def qdq_onnx(float_model: onnx.ModelProto, images: np.ndarray, config: QuantizeC
     with tempfile.TemporaryDirectory() as tmp:
         prepared, output = Path(tmp) / "pre.onnx", Path(tmp) / "qdq.onnx"
         onnx.save(preprocessed(float_model), prepared)
-        quantize_static(str(prepared), str(output), _Reader(images, config.onnx_layout == "nchw"),
+        quantize_static(str(prepared), str(output), _Reader(images, config.onnx.layout == "nchw"),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-                        calibrate_method=methods[config.onnx_calibration],
+                        calibrate_method=methods[config.onnx.calibration],
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         return onnx.load(str(output))

@@ -31,18 +31,18 @@ KIB = 1024.0
 
 def predict_ms(board: BoardConfig, macc: int, value: float | None = None) -> float:
     """The board file's one-coefficient time in ms for `macc` MACC (`value` overrides its coefficient)."""
-    coefficient = board.latency_value if value is None else value
-    if board.latency_model == "cycles_per_macc":
+    coefficient = board.latency.value if value is None else value
+    if board.latency.model == "cycles_per_macc":
         return macc * coefficient / (board.clock_mhz * 1000.0)
     return macc / 1.0e6 * coefficient
 
 
 def fitted_value(board: BoardConfig) -> float | None:
     """Relative-error least-squares coefficient through the calibration points (None without any)."""
-    if not board.calibration:
+    if not board.latency.calibration:
         return None
     unit = predict_ms(board, 1, 1.0)  # ms per MACC for a coefficient of 1
-    xs = [p.macc * unit / p.published_ms for p in board.calibration]
+    xs = [p.macc * unit / p.published_ms for p in board.latency.calibration]
     return sum(xs) / sum(x * x for x in xs)
 
 
@@ -50,7 +50,7 @@ def calibration_errors(board: BoardConfig) -> list[dict]:
     """Residual (%) of the one-coefficient model on each point it was fitted on: not its error on
     other models (see one_coefficient_error), so the report does not print it as one."""
     rows = []
-    for p in board.calibration:
+    for p in board.latency.calibration:
         model_ms = predict_ms(board, p.macc)
         rows.append({"resolution": p.resolution, "macc": p.macc, "published_ms": p.published_ms,
                      "model_ms": round(model_ms, 3),
@@ -74,10 +74,10 @@ def one_coefficient_error(board: BoardConfig) -> dict | None:
     None for a board with fewer than two points (nothing to leave out). Returns
     {"median_abs_pct", "max_abs_pct", "points", "per_point_pct", "architectures", "note"}.
     """
-    if len(board.calibration) < 2:
+    if len(board.latency.calibration) < 2:
         return None
-    rows = np.array([[p.macc] for p in board.calibration], dtype=np.float64)
-    ms = np.array([p.published_ms for p in board.calibration])
+    rows = np.array([[p.macc] for p in board.latency.calibration], dtype=np.float64)
+    ms = np.array([p.published_ms for p in board.latency.calibration])
     loo = board_latency.leave_one_out(rows, ms, 1.0)  # relative errors: the units cancel out
     note = "one coefficient, calibrated on the seed card's ST EfficientNet LC v1 points only: not measured " \
            "on other architectures"
@@ -167,9 +167,9 @@ def estimate(board: BoardConfig, macc: int, arena_total_bytes: int, weights_byte
         "estimated_ms": round(ms, 3), "latency_method": method, "latency_error": error,
         "latency_coefficients": fitted["cycles_per_unit"] if fitted else None,
         "estimated_ms_one_coefficient": round(one, 3),
-        "latency_model": board.latency_model, "latency_value": board.latency_value,
+        "latency_model": board.latency.model, "latency_value": board.latency.value,
         "latency_value_fitted": None if fitted_value_ is None else round(fitted_value_, 5),
-        "calibrated": board.calibrated, "assumption": board.assumption or None,
+        "calibrated": board.latency.calibrated, "assumption": board.latency.assumption or None,
         "calibration": errors,
         "ram_fit": board.ram_fit, "ram_needed_kib": tflm["needed_kib"], "ram_budget_kib": _budget(board, "ram"),
         "fits_ram": tflm["fits"], "ram_margin_kib": tflm["margin_kib"], "ram_fit_by_runtime": ram,

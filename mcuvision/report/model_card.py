@@ -45,7 +45,7 @@ def _network(meta: dict, quantize: dict, profile: dict) -> list[str]:
         f" (all of it; {requested} requested)" if used < requested else "")
     rows = [["Framework", "TensorFlow Lite (int8), ONNX (float, int8 QDQ)"],
             ["Params (Keras count)", f"{meta['parameter_count']:,}"],
-            ["Quantization", f"int8, {q['tflite_granularity'].replace('_', '-')} weights, {calibration}"],
+            ["Quantization", f"int8, {q['tflite']['granularity'].replace('_', '-')} weights, {calibration}"],
             ["MACC, computed from the int8 graph", f"{t['macc']['total']:,}"],
             ["Paper", "https://arxiv.org/pdf/1905.11946.pdf"]]
     if "w4w8_qdq_onnx" in quantize:
