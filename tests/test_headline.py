@@ -45,7 +45,9 @@ def evaluate_document(correct: dict[str, int], n: int) -> dict:
 
 
 def committed(name: str) -> dict:
-    return json.loads((ROOT / "metrics" / f"{name}.json").read_text(encoding="utf-8"))
+    """A stage record as the pipeline wrote it on the embedded sample, kept in tests/records/ (the
+    validate, train and quantize records are DVC-cached outputs, not in git)."""
+    return json.loads((ROOT / "tests" / "records" / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def worst_case() -> dict:
