@@ -75,7 +75,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
             repeats: int, w4w8_path: Path | None = None) -> dict:
     """Everything measured, computed and estimated for one int8 TFLite model (and its QDQ ONNX twin)."""
     content = tflite_path.read_bytes()
-    graph = tflite_graph.load(content)
+    graph = tflite_graph.load(content, source=tflite_path)
     inputs, outputs = tflite_graph.io_tensors(graph)
     print(f"profile: {tflite_path}: TFLite Micro arena and bisection", flush=True)
     ram, tflm_times = activation_ram(tflite_path, graph, invokes=repeats + 1)
@@ -160,7 +160,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    model = args.model if args.model is not None else args.tflite
     try:
         if args.model is not None:
             if (args.board is None) == (args.board_file is None):
@@ -182,10 +181,7 @@ def main() -> None:
             board = BoardConfig.from_params(load_params())
             result = run(board, tflite_path=args.tflite, qdq_path=args.qdq, board_dir=args.boards,
                          metrics_out=args.metrics, report_out=args.report, repeats=args.repeats, w4w8_dir=args.w4w8)
-    except PipelineError as error:
-        # A user's mistake (a path, a file, an op the runtime lacks): one line, exit status 2.
-        if isinstance(error, tflite_graph.NotATfliteModel):  # its message says what, not which file
-            error = PipelineError(f"{model}: {error}")
+    except PipelineError as error:  # a user's mistake (a path, a file, an op the runtime lacks)
         fail("profile_on_board", error)
     print(_summary(result))
 

@@ -37,27 +37,30 @@ class QuantizationError(PipelineError, RuntimeError):
     """The converter produced something that is not what was asked for."""
 
 
-def calibration_paths(manifest: pd.DataFrame, raw: Path, count: int, seed: int) -> list[str]:
-    """`count` train-split paths drawn with RandomState(seed), in manifest order (all when fewer)."""
-    train = read_split(manifest, raw, "train").paths
-    if count >= len(train):
-        return train
-    chosen = np.random.RandomState(seed).choice(len(train), size=count, replace=False)
-    return [train[i] for i in sorted(chosen)]
+def _subset(split: Split, indices) -> Split:
+    indices = list(indices)
+    return Split([split.paths[i] for i in indices], split.labels[indices],
+                 split.orientations[indices] if split.orientations is not None else None)
 
 
-def search_split(manifest: pd.DataFrame, raw: Path, calibration: list[str], count: int, seed: int) -> Split:
-    """Up to `count` train-split images left out of calibration, drawn with RandomState(seed + 1):
-    what the int4/int8 search scores its candidates on. Neither validation (which chose the epoch)
-    nor test (which measures the result) may steer the search, or its tolerance would be checked on
-    the images that tuned it."""
+def train_subsets(manifest: pd.DataFrame, raw: Path, calibration_count: int, search_count: int,
+                  seed: int) -> tuple[Split, Split]:
+    """(calibration, search) from the train split, read once with the manifest's orientations.
+
+    Calibration: `calibration_count` images drawn with RandomState(seed), in manifest order (all
+    when fewer). Search: up to `search_count` of the others, drawn with RandomState(seed + 1): what
+    the int4/int8 search scores its candidates on. Neither validation (which chose the epoch) nor
+    test (which measures the result) may steer the search, or its tolerance would be checked on the
+    images that tuned it."""
     train = read_split(manifest, raw, "train")
-    used = set(calibration)
-    free = [i for i, path in enumerate(train.paths) if path not in used]
-    if count < len(free):
-        free = sorted(np.random.RandomState(seed + 1).choice(free, size=count, replace=False))
-    orientations = train.orientations[free] if train.orientations is not None else None
-    return Split([train.paths[i] for i in free], train.labels[free], orientations)
+    everything = range(len(train))
+    chosen = (sorted(np.random.RandomState(seed).choice(len(train), size=calibration_count, replace=False))
+              if calibration_count < len(train) else list(everything))
+    used = set(chosen)
+    free = [i for i in everything if i not in used]
+    if search_count < len(free):
+        free = sorted(np.random.RandomState(seed + 1).choice(free, size=search_count, replace=False))
+    return _subset(train, chosen), _subset(train, free)
 
 
 def check_int8(content: bytes, config: QuantizeConfig) -> dict:
@@ -85,13 +88,17 @@ def top1(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probs.argmax(axis=1) == labels))
 
 
+def record_search_off(out: Path) -> None:
+    """The --w4w8 folder is an output either way: with the search off it holds only a record that
+    says so (a model left from an enabled run is removed)."""
+    with atomic_dir(out) as tmp:
+        write_json(tmp / W4W8_SEARCH_FILE, {"enabled": False})
+
+
 def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.ndarray, images: np.ndarray,
-                labels: np.ndarray, out: Path) -> dict | None:
-    """Write the --w4w8 folder; return its search record when the search is enabled."""
-    if not config.w4w8.enabled:
-        with atomic_dir(out) as tmp:
-            write_json(tmp / W4W8_SEARCH_FILE, {"enabled": False})
-        return None
+                labels: np.ndarray, out: Path) -> dict:
+    """Search the int4/int8 model on `images` (uint8 (n, res, res, 3)) with class `labels`, write the
+    --w4w8 folder (model and search record) and return the record."""
     if not len(images):
         raise ConfigError("quantize.w4w8.enabled=true needs train images left out of calibration to search on "
                           "(lower quantize.calibration_images or add images)")
@@ -126,8 +133,9 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     model = keras.models.load_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
-    calibration_files = calibration_paths(manifest, raw, config.calibration_images, seed)
-    calibration = decode_all(calibration_files, res, interpolation)
+    calibration_split, search_split = train_subsets(manifest, raw, config.calibration_images,
+                                                    config.w4w8.search_images, seed)
+    calibration = decode_all(calibration_split.paths, res, interpolation, calibration_split.orientations)
     print(f"quantize: {len(calibration)} calibration images from the train split", flush=True)
 
     tflite = int8_tflite(model, calibration, config)
@@ -161,13 +169,12 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     }
     search = None
     if config.w4w8.enabled:
-        searched = search_split(manifest, raw, calibration_files, config.w4w8.search_images, seed)
-        print(f"quantize: int4/int8 search on {len(searched)} train images held out of calibration", flush=True)
-        images = decode_all(searched.paths, res, interpolation, searched.orientations)
+        print(f"quantize: int4/int8 search on {len(search_split)} train images held out of calibration", flush=True)
+        images = decode_all(search_split.paths, res, interpolation, search_split.orientations)
         search = w4w8_search(config, float_model, qdq_model, OnnxRunner(str(qdq_out), exact_qdq=True).predict(images),
-                             images, searched.labels, w4w8_out)
+                             images, search_split.labels, w4w8_out)
     else:
-        w4w8_search(config, float_model, qdq_model, qdq_probs, validation, val_split.labels, w4w8_out)
+        record_search_off(w4w8_out)
     if search is not None:
         metrics["w4w8_qdq_onnx"] = {key: search[key] for key in (
             "int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "accuracy", "int8_accuracy",

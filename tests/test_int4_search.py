@@ -3,7 +3,6 @@ against onnxruntime's own int4 quantizer, and the quantize stage on a model trai
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import tempfile
@@ -330,29 +329,26 @@ def test_disabled_search_writes_only_a_record_that_says_so(stage_run, tmp_path):
     out = tmp_path / "w4w8"
     out.mkdir()
     (out / "stale.onnx").write_bytes(b"left from an enabled run")
-    config = stage_run["config"]
-    disabled = dataclasses.replace(config, w4w8=dataclasses.replace(config.w4w8, enabled=False))
-    tmp = stage_run["tmp"]
-    assert quantize.w4w8_search(disabled, onnx.load(str(tmp / "float.onnx")), onnx.load(str(tmp / "qdq.onnx")),
-                                np.zeros((0, 4), np.float32), np.zeros((0, 32, 32, 3), np.uint8),
-                                np.zeros(0, np.int32), out) is None
+    assert quantize.record_search_off(out) is None
     assert [p.name for p in out.iterdir()] == [W4W8_SEARCH_FILE]
     assert json.loads((out / W4W8_SEARCH_FILE).read_text()) == {"enabled": False}
 
 
 def test_search_split_is_train_images_left_out_of_calibration(tmp_path):
-    from stages.quantize import calibration_paths, search_split
+    from stages.quantize import train_subsets
 
     rows = [{"path": f"c{c}/{n:03d}.jpg", "label": f"c{c}", "class_index": c,
-             "split": ("train", "train", "train", "val", "test")[n % 5], "orientation": 1}
+             "split": ("train", "train", "train", "val", "test")[n % 5], "orientation": 1 + n % 8}
             for c in range(2) for n in range(100)]
     manifest = pd.DataFrame(rows)
-    calibration = calibration_paths(manifest, tmp_path, 40, seed=3)
-    searched = search_split(manifest, tmp_path, calibration, 50, seed=3)
+    calibration, searched = train_subsets(manifest, tmp_path, 40, 50, seed=3)
     train = {str(tmp_path / r["path"]) for r in rows if r["split"] == "train"}
     assert len(calibration) == 40 and len(searched) == 50
-    assert set(searched.paths) <= train - set(calibration)
-    labels = {str(tmp_path / r["path"]): r["class_index"] for r in rows}
-    assert list(searched.labels) == [labels[p] for p in searched.paths]
-    assert searched.paths == search_split(manifest, tmp_path, calibration, 50, seed=3).paths
-    assert len(search_split(manifest, tmp_path, calibration, 10_000, seed=3)) == len(train) - 40
+    assert set(calibration.paths) <= train and set(searched.paths) <= train - set(calibration.paths)
+    by_path = {str(tmp_path / r["path"]): r for r in rows}
+    for subset in (calibration, searched):
+        assert list(subset.labels) == [by_path[p]["class_index"] for p in subset.paths]
+        assert list(subset.orientations) == [by_path[p]["orientation"] for p in subset.paths]  # the manifest's
+    again = train_subsets(manifest, tmp_path, 40, 50, seed=3)
+    assert (again[0].paths, again[1].paths) == (calibration.paths, searched.paths)
+    assert len(train_subsets(manifest, tmp_path, 40, 10_000, seed=3)[1]) == len(train) - 40

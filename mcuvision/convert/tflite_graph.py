@@ -6,6 +6,7 @@ the same figure ST's tools report as "Weights Flash" for a TFLite model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tensorflow.lite.python import schema_py_generated as schema
 
@@ -28,15 +29,17 @@ class NotATfliteModel(PipelineError, ValueError):
     """The bytes are not a TFLite flatbuffer."""
 
 
-def load(content: bytes) -> schema.ModelT:
-    """The parsed model; raises NotATfliteModel when `content` lacks TFLite's file identifier
-    ("TFL3" at bytes 4-8, the schema's file_identifier) or does not parse."""
+def load(content: bytes, source: str | Path | None = None) -> schema.ModelT:
+    """The parsed model; raises NotATfliteModel, naming `source` (the file) when given, when
+    `content` lacks TFLite's file identifier ("TFL3" at bytes 4-8, the schema's file_identifier)
+    or does not parse."""
+    where = f"{source}: " if source is not None else ""
     if len(content) < 8 or content[4:8] != b"TFL3":
-        raise NotATfliteModel("not a TFLite model (no TFL3 file identifier)")
+        raise NotATfliteModel(f"{where}not a TFLite model (no TFL3 file identifier)")
     try:
         return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(content), 0))
     except Exception as error:  # flatbuffers raises struct.error, IndexError... on a damaged file
-        raise NotATfliteModel(f"a damaged TFLite model ({type(error).__name__}: {error})"[:200]) from error
+        raise NotATfliteModel(f"{where}a damaged TFLite model ({type(error).__name__}: {error})"[:300]) from error
 
 
 def _tensor_info(tensor: schema.TensorT) -> TensorInfo:

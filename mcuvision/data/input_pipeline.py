@@ -29,13 +29,11 @@ class Split:
 
 
 def read_split(manifest: pd.DataFrame, raw: Path, split: str) -> Split:
-    """The rows of one split; orientations from the manifest's `orientation` column (validate's),
-    read from the files when an older manifest lacks it."""
+    """The rows of one split; orientations from the manifest's `orientation` column (validate's);
+    None for a manifest without it, and the decoders then read them from the files."""
     rows = manifest[manifest["split"] == split]
-    paths = [str(raw / p) for p in rows["path"]]
-    orientations = (rows["orientation"].to_numpy(dtype=np.int32) if "orientation" in rows
-                    else file_orientations(paths))
-    return Split(paths, rows["class_index"].to_numpy(dtype=np.int32), orientations)
+    orientations = rows["orientation"].to_numpy(dtype=np.int32) if "orientation" in rows else None
+    return Split([str(raw / p) for p in rows["path"]], rows["class_index"].to_numpy(dtype=np.int32), orientations)
 
 
 def file_orientations(paths: list[str]) -> np.ndarray:

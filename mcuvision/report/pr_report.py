@@ -112,8 +112,8 @@ def workspace_label(root: Path) -> str:
 
 def git_show(root: Path, rev: str, path: str) -> str | None:
     """A file's text at `rev`, or None where it does not exist there."""
-    shown = _run(["git", "show", f"{rev}:{path}"], root)
-    return shown.stdout if shown.returncode == 0 else None
+    data = pr_images.git_show_bytes(root, rev, path)
+    return data.decode("utf-8") if data is not None else None
 
 
 def dvc_diff(root: Path, kind: str, base: str, precision: int) -> str:
