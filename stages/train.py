@@ -29,6 +29,7 @@ from mcuvision.config.model import ModelConfig
 from mcuvision.config.train import TrainConfig
 from mcuvision.data.augment import build_augmenter
 from mcuvision.data.input_pipeline import make_dataset, read_split, steps_per_epoch
+from mcuvision.data.mix import build_mixer
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.model.architecture import build_model
 from mcuvision.model.checkpoint import file_sha256, init_from_checkpoint
@@ -113,7 +114,7 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_pa
     side = tf.Variable(res, dtype=tf.int32, trainable=False, name="train_side") if progressive else None
     train_ds = make_dataset(train_split, len(classes), res, interpolation, train.batch_size, training=True,
                             cache=train.cache, cache_dir=cache_dir / "train", augment=augment, seed=seed,
-                            side=side)
+                            side=side, mix=build_mixer(train.augment, seed + 1))
     val_ds = make_dataset(val_split, len(classes), res, interpolation, train.batch_size, training=False,
                           cache=train.cache, cache_dir=cache_dir / "val")
     steps = steps_per_epoch(len(train_split), train.batch_size)

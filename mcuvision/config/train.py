@@ -30,6 +30,9 @@ class AugmentConfig:
     Erasing: each image with probability `erasing` gets up to `erasing_max_count` rectangles, each
     up to `erasing_max_area` of the image, aspect ratio in 1/`erasing_max_aspect`..`erasing_max_aspect`,
     filled by `erasing_fill`.
+    Mixing (mcuvision.data.mix), per batch: with probability `mix_rate` a batch is mixed by MixUp
+    (weights Beta(`mixup_alpha`, `mixup_alpha`)) or CutMix (Keras' `factor`, `cutmix_factor`);
+    0 switches a kind off.
     """
     flip: str
     flip_rate: float
@@ -48,6 +51,9 @@ class AugmentConfig:
     erasing_max_area: float
     erasing_max_aspect: float
     erasing_fill: str
+    mix_rate: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_factor: float = 0.0
 
     @classmethod
     def from_section(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
@@ -55,7 +61,7 @@ class AugmentConfig:
         s, p = section, prefix
         unit = {name: number(s, p, name, 0.0, 1.0)
                 for name in ("flip_rate", "translation", "rotation", "zoom", "contrast", "brightness", "hue",
-                             "grayscale", "erasing")}
+                             "grayscale", "erasing", "mix_rate", "cutmix_factor")}
         count = integer(s, p, "erasing_max_count", 1)
         require(count <= MAX_ERASING_COUNT, f"{p}.erasing_max_count", count,
                 f"an integer in [1, {MAX_ERASING_COUNT}]")
@@ -66,7 +72,8 @@ class AugmentConfig:
                    erasing_max_count=count,
                    erasing_max_area=number(s, p, "erasing_max_area", 0.0, 1.0, low_open=True),
                    erasing_max_aspect=number(s, p, "erasing_max_aspect", 1.0, 100.0),
-                   erasing_fill=choice(s, p, "erasing_fill", ERASING_FILLS), **unit)
+                   erasing_fill=choice(s, p, "erasing_fill", ERASING_FILLS),
+                   mixup_alpha=number(s, p, "mixup_alpha", 0.0, 10.0), **unit)
 
 
 # `train.init_from` must lie in this folder: dvc.yaml lists the folder as a dependency of train,

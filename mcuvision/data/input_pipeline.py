@@ -108,13 +108,15 @@ def _to_side(images: tf.Tensor, side: tf.Variable, res: int) -> tf.Tensor:
 def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, batch_size: int, *,
                  training: bool, cache: str = "memory", cache_dir: Path | None = None,
                  augment: tf.keras.Model | None = None, seed: int = 0,
-                 side: tf.Variable | None = None) -> tf.data.Dataset:
+                 side: tf.Variable | None = None, mix=None) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255 (n, res, res, 3), one-hot float32 labels (n, classes)).
 
     Images are decoded and resized to `res` once and cached (`cache`: memory, or a file under
-    `cache_dir`); training batches are shuffled, augmented and, when `side` (an int32 tf.Variable
-    read at every batch) is below `res`, resized to `side` x `side` with area averaging, so that
-    a callback can change the training side between epochs (mcuvision.model.training.TrainSide).
+    `cache_dir`); training batches are shuffled, augmented, mixed by `mix` (a callable
+    (images, labels) -> (images, labels) such as mcuvision.data.mix.BatchMix: labels become soft)
+    and, when `side` (an int32 tf.Variable read at every batch) is below `res`, resized to `side` x
+    `side` with area averaging, so that a callback can change the training side between epochs
+    (mcuvision.model.training.TrainSide).
     Raises ValueError for cache='disk' without a cache_dir.
     """
     orientations = split.orientations if split.orientations is not None else file_orientations(split.paths)
@@ -134,6 +136,8 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    if training and mix is not None:
+        ds = ds.map(mix, num_parallel_calls=AUTOTUNE)
     if training and side is not None:
         ds = ds.map(lambda x, y: (_to_side(x, side, res), y), num_parallel_calls=AUTOTUNE)
     # Each op of the pipeline on one thread: on a few cores, ops that fan out over all of them
