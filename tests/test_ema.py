@@ -118,3 +118,26 @@ def test_backup_stores_the_best_averaged_weights(tmp_path):
     check.load_weights(latest / "best.weights.h5")
     for saved, kept in zip(check.get_weights(), stopping.best_weights):
         np.testing.assert_array_equal(saved, kept)
+
+
+def test_compiled_training_step_is_traced_once():
+    """A variable first created inside the traced step (a metric named by a string, the optimizer's
+    slots and weight average) makes TensorFlow trace the whole step twice: compile_model creates
+    them all before fit."""
+    import yaml
+
+    from mcuvision.compose import compose
+    from mcuvision.config.train import TrainConfig
+    from mcuvision.model.training import compile_model
+
+    train = TrainConfig.from_params(yaml.safe_load(compose(["train=fast"])))
+    assert train.ema_momentum > 0 and train.optimizer == "adamw"
+    model = tiny_model(0.0)
+    compile_model(model, train, steps_per_epoch=4, xla=False)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: traces.append(1) or step(data)
+    x, y = tiny_data()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.built and model.optimizer.use_ema
