@@ -26,10 +26,11 @@ FULL = AugmentConfig(flip="horizontal", flip_rate=0.5, translation=0.1, rotation
                      fill_mode="reflect", interpolation="bilinear", contrast=0.2, brightness=0.1, hue=0.02,
                      grayscale=0.2, erasing=0.5, erasing_max_count=3, erasing_max_area=0.2,
                      erasing_max_aspect=3.3, erasing_fill="colour")
+# ST mixes nothing: mix_rate 0 (the kinds' strengths are default.yaml's, unused).
 ST = AugmentConfig(flip="horizontal", flip_rate=0.5, translation=0.35, rotation=0.125, zoom=0.25, shear=0.15,
                    fill_mode="wrap", interpolation="nearest", contrast=0.65, brightness=0.075, hue=0.1,
                    grayscale=0.05, erasing=0.08, erasing_max_count=10, erasing_max_area=0.1,
-                   erasing_max_aspect=4.0, erasing_fill="mosaic")
+                   erasing_max_aspect=4.0, erasing_fill="mosaic", mix_rate=0.0, mixup_alpha=0.2, cutmix_factor=1.0)
 # One augmentation at a time, strong enough to show on 4 images (erasing 1.0: always).
 SINGLE = {
     "flip": {"flip": "horizontal_and_vertical"},
