@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from mcuvision.atomic import atomic_dir, atomic_path
 from mcuvision.config.train import TrainConfig
+from mcuvision.model.optimizer import make_optimizer
 
 
 def set_bn_momentum(model: keras.Model, momentum: float) -> None:
@@ -177,13 +178,8 @@ def learning_rate(train: TrainConfig, steps_per_epoch: int):
 
 
 def compile_model(model: keras.Model, train: TrainConfig, steps_per_epoch: int, xla: bool) -> None:
-    rate = learning_rate(train, steps_per_epoch)
     # The weight average lives in the optimizer (updated inside the compiled step, no Python per step).
-    ema = {"use_ema": True, "ema_momentum": train.ema_momentum} if train.ema_momentum > 0 else {}
-    if train.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **ema)
-    else:
-        optimizer = keras.optimizers.Adam(rate, **ema)
+    optimizer = make_optimizer(train, learning_rate(train, steps_per_epoch))
     # The metric as an object and the optimizer built here, eagerly: a variable first created inside
     # the traced training step (the "accuracy" string's metric, the optimizer's slots) makes
     # TensorFlow trace the whole step a second time, about half of the first epoch's extra time.
