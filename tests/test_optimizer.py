@@ -111,3 +111,18 @@ def test_make_optimizer_follows_the_config_and_saves_as_keras_own(tmp_path):
     assert type(loaded.optimizer) is keras.optimizers.AdamW
     np.testing.assert_allclose(loaded.predict(np.ones((1, 4), "float32"), verbose=0),
                                model.predict(np.ones((1, 4), "float32"), verbose=0), rtol=1e-6)
+
+
+def test_a_learning_rate_set_after_tracing_is_used():
+    """ReduceLROnPlateau assigns the rate between epochs, after the step was traced."""
+    variables = _variables()
+    optimizer = fuse_updates(keras.optimizers.AdamW(0.01, weight_decay=0.1))
+    optimizer.build(variables)
+    grads = [tf.ones_like(v) for v in variables]
+    step = tf.function(lambda g: optimizer.apply(g, variables))
+    step(grads)
+    moved = [v.numpy() for v in variables]
+    optimizer.learning_rate = 0.0
+    step(grads)
+    for var, before in zip(variables, moved):
+        np.testing.assert_array_equal(var.numpy(), before)
