@@ -6,9 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
-from mcuvision.compose import compose
 from mcuvision.config.train import TrainConfig
 from mcuvision.model.optimizer import fuse_updates, make_optimizer
 
@@ -94,8 +92,8 @@ def test_only_adam_is_fused():
         fuse_updates(keras.optimizers.SGD(0.1))
 
 
-def test_make_optimizer_follows_the_config_and_saves_as_keras_own(tmp_path):
-    default = TrainConfig.from_params(yaml.safe_load(compose([])))
+def test_make_optimizer_follows_the_config_and_saves_as_keras_own(tmp_path, base_params):
+    default = TrainConfig.from_params(base_params)
     train = dataclasses.replace(default, optimizer="adamw", weight_decay=0.02, ema_momentum=0.99)
     optimizer = make_optimizer(train, 0.001)
     assert isinstance(optimizer, keras.optimizers.AdamW)
