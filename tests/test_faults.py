@@ -190,7 +190,7 @@ def test_resume_restores_weights_optimizer_early_stopping_and_logs(tmp_path):
     # What a kill in the middle of writing the next state leaves: a partial temporary folder.
     partial = folder / ".epoch-0004.x1y2.tmp"
     partial.mkdir()
-    (partial / "state.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
+    (partial / "state.npz").write_bytes(b"PK\x03\x04" + b"\0" * 100)
 
     model, history, stopping, backup, record, replayed = toy_fit(folder, scores, seed=1, epochs=5)
     weights, iterations = record.at_begin
@@ -219,21 +219,56 @@ def test_killed_after_its_last_epoch_the_rerun_restores_the_best_weights(tmp_pat
     assert len(backup.logs) == 4
 
 
+def test_a_backup_in_keras_format_still_resumes(tmp_path):
+    """Backups written before state.npz hold Keras' save_weights files: a run killed then resumes."""
+    folder = tmp_path / "backup"
+    scores = [0.5, 0.9, 0.6, 0.65, 0.7]
+    model1, _, stopping1, backup1, record1, _ = toy_fit(folder, scores, seed=0, epochs=5, stop=3)
+    latest = backup1.latest()
+    model1.save_weights(latest / "state.weights.h5")
+    best = toy_model(0)
+    best.set_weights(stopping1.best_weights)
+    best.save_weights(latest / "best.weights.h5")
+    for name in ("state.npz", "best.npz"):
+        (latest / name).unlink()
+
+    model, history, stopping, _, record, _ = toy_fit(folder, scores, seed=1, epochs=5)
+    weights, iterations = record.at_begin
+    assert all(np.array_equal(a, b) for a, b in zip(weights, record1.weights[2])), "epoch 3's weights"
+    assert iterations == 3 * 3 and history.epoch == [3, 4]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), record1.weights[1])), "the best epoch's"
+
+
+def test_a_backup_of_another_model_stops_with_its_file_named(tmp_path):
+    from mcuvision.errors import PipelineError
+    from mcuvision.model.training import save_arrays
+
+    folder = tmp_path / "backup"
+    scores = [0.5, 0.9, 0.6, 0.65, 0.7]
+    _, _, _, backup1, _, _ = toy_fit(folder, scores, seed=0, epochs=5, stop=3)
+    state = backup1.latest() / "state.npz"
+    save_arrays(state, [np.zeros((3, 3), np.float32)])
+    with pytest.raises(PipelineError, match=r"state\.npz holds 1 arrays that do not fit") as error:
+        toy_fit(folder, scores, seed=1, epochs=5)
+    assert str(folder) in str(error.value), "says which folder to delete"
+    assert state.is_file(), "and deletes nothing itself"
+
+
 # -- real stage processes, killed (slow) ----------------------------------------------------------
 
 # Runs the train stage, but SIGKILLs the process halfway through writing its first backup: a
 # kill at the worst instant, which a kill from outside only hits by luck.
 KILL_MID_BACKUP = """
 import os, runpy, signal, sys
-import keras
-original = keras.Model.save_weights
-def save_weights(self, filepath, *args, **kwargs):
-    original(self, filepath, *args, **kwargs)
-    data = open(filepath, "rb").read()
-    with open(filepath, "wb") as f:
+from mcuvision.model import training
+original = training.save_arrays
+def save_arrays(path, arrays):
+    original(path, arrays)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
     os.kill(os.getpid(), signal.SIGKILL)
-keras.Model.save_weights = save_weights
+training.save_arrays = save_arrays
 sys.argv = ["stages.train", *sys.argv[1:]]
 runpy.run_module("stages.train", run_name="__main__", alter_sys=True)
 """
