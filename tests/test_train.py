@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,3 +126,26 @@ def test_low_res_must_be_below_model_res(params):
         train_stage.check_low_res(train, model)
     params["train"].update(low_res=96)
     train_stage.check_low_res(TrainConfig.from_params(params), model)
+
+
+def test_a_disk_cache_shuffles_in_a_bounded_buffer(tiny, tmp_path, monkeypatch):
+    """cache: disk is for datasets that do not fit in memory: the shuffle buffer holds at most
+    DISK_SHUFFLE_BYTES of images, over a cache written in a seeded random order."""
+    from mcuvision.data import input_pipeline
+    from mcuvision.data.input_pipeline import Split, make_dataset, shuffle_images
+
+    assert shuffle_images(50_000, 224, "memory") == 50_000
+    assert shuffle_images(50_000, 224, "disk") == (1 << 30) // (224 * 224 * 3)
+    assert shuffle_images(10, 224, "disk") == 10
+    raw, manifest = tiny
+    rows = pd.read_csv(manifest)
+    rows = rows[rows["split"] == "train"]  # 24 of class 0, then 24 of class 1, then of class 2
+    split = Split([str(raw / p) for p in rows["path"]], rows["class_index"].to_numpy())
+    monkeypatch.setattr(input_pipeline, "DISK_SHUFFLE_BYTES", 4 * 16 * 16 * 3)  # 4 images at 16x16
+    assert shuffle_images(len(split), 16, "disk") == 4
+    ds = make_dataset(split, CLASSES, 16, "nearest", 8, training=True, cache="disk", cache_dir=tmp_path, seed=5)
+    epochs = [np.concatenate([labels.numpy().argmax(axis=1) for _, labels in ds]) for _ in range(2)]
+    for labels in epochs:
+        assert np.bincount(labels, minlength=CLASSES).tolist() == [24] * CLASSES, "every image once per epoch"
+        assert len(set(labels[:8].tolist())) > 1, "classes mixed from the first batch"
+    assert not np.array_equal(*epochs), "a new order every epoch"

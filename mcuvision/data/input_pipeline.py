@@ -105,6 +105,17 @@ def _to_side(images: tf.Tensor, side: tf.Variable, res: int) -> tf.Tensor:
                    lambda: images)
 
 
+# Decoded images a disk-cached training set shuffles in memory at once (its shuffle buffer).
+DISK_SHUFFLE_BYTES = 1 << 30
+
+
+def shuffle_images(images: int, res: int, cache: str) -> int:
+    """Size of the training shuffle buffer, in images: the whole split for a memory cache (which
+    holds it all anyway); for a disk cache, at most DISK_SHUFFLE_BYTES of decoded uint8 images, so
+    a dataset that does not fit in memory is not held there by its shuffle buffer instead."""
+    return images if cache != "disk" else max(1, min(images, DISK_SHUFFLE_BYTES // (res * res * 3)))
+
+
 def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, batch_size: int, *,
                  training: bool, cache: str = "memory", cache_dir: Path | None = None,
                  augment: tf.keras.Model | None = None, seed: int = 0,
@@ -112,7 +123,7 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     """Batches of (float32 pixels 0..255 (n, res, res, 3), one-hot float32 labels (n, classes)).
 
     Images are decoded and resized to `res` once and cached (`cache`: memory, or a file under
-    `cache_dir`); training batches are shuffled, augmented, mixed by `mix` (a callable
+    `cache_dir`); training batches are shuffled (shuffle_images), augmented, mixed by `mix` (a callable
     (images, labels) -> (images, labels) such as mcuvision.data.mix.BatchMix: labels become soft)
     and, when `side` (an int32 tf.Variable read at every batch) is below `res`, resized to `side` x
     `side` with area averaging, so that a callback can change the training side between epochs
@@ -120,7 +131,14 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     Raises ValueError for cache='disk' without a cache_dir.
     """
     orientations = split.orientations if split.orientations is not None else file_orientations(split.paths)
-    ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels, orientations))
+    paths, labels = np.asarray(split.paths), np.asarray(split.labels)
+    buffer = shuffle_images(len(split), res, cache)
+    if training and buffer < len(split):
+        # The cache in a random order (seeded), so a shuffle buffer smaller than the split still
+        # mixes classes (manifests list them one after the other).
+        order = np.random.default_rng(seed).permutation(len(split))
+        paths, labels, orientations = paths[order], labels[order], np.asarray(orientations)[order]
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels, orientations))
     ds = ds.map(lambda p, y, o: (decode(p, res, interpolation, o), tf.one_hot(y, num_classes)),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache == "disk":
@@ -131,7 +149,7 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     else:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drops_remainder(len(split), batch_size, training))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augment is not None:
