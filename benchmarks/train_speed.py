@@ -15,9 +15,11 @@ Per run it reads:
   median over epochs after the first, timed over the training batches only);
 * epoch seconds: wall time per epoch as Keras prints it (training, precise BN and validation);
 * first-epoch extra: the first epoch's seconds minus the median of the others (tracing, decoding
-  into the cache, XLA compilation of the augmentation).
-The table gives the median over repeats, and each variant's images/s and epoch time as a ratio
-to the first variant.
+  into the cache, XLA compilation of the augmentation);
+* training wall: the whole of `fit` (metrics/train.json `wall_time_s`: every epoch with its
+  callbacks, the resume backup included): what the user waits for.
+The table gives the median over repeats, and each variant's images/s, epoch time and training
+wall as a ratio to the first variant.
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def train_once(project: Path) -> dict:
               for m in map(EPOCH_LINE.match, output.splitlines()) if m]
     metrics = json.loads((project / "metrics" / "train.json").read_text())
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else float("nan")
-    return {"images_per_s": metrics["images_per_s"], "epoch_s": steady, "first_extra_s": epochs[0] - steady}
+    return {"images_per_s": metrics["images_per_s"], "epoch_s": steady, "first_extra_s": epochs[0] - steady,
+            "wall_s": metrics["wall_time_s"]}
 
 
 def main() -> None:
@@ -86,14 +89,15 @@ def main() -> None:
                 results[name].append(result)
                 print(f"round {round_ + 1}, {name}: {result}", flush=True)
     print(f"\n{cpu_name()}, {os.cpu_count()} cores; {images}, {args.epochs} epochs, median of {args.repeats} runs")
-    print(f"{'variant':<34} {'img/s':>7} {'ratio':>6} {'epoch s':>8} {'ratio':>6} {'1st-epoch extra s':>18}")
+    print(f"{'variant':<34} {'img/s':>7} {'ratio':>6} {'epoch s':>8} {'ratio':>6} {'1st-epoch extra s':>18}"
+          f" {'training wall s':>16} {'ratio':>6}")
     base = None
     for name, rows in results.items():
-        speed = statistics.median(r["images_per_s"] for r in rows)
-        epoch = statistics.median(r["epoch_s"] for r in rows)
-        extra = statistics.median(r["first_extra_s"] for r in rows)
-        base = base or (speed, epoch)
-        print(f"{name:<34} {speed:>7.1f} {speed / base[0]:>6.2f} {epoch:>8.1f} {base[1] / epoch:>6.2f} {extra:>18.1f}")
+        speed, epoch, extra, wall = (statistics.median(r[key] for r in rows)
+                                     for key in ("images_per_s", "epoch_s", "first_extra_s", "wall_s"))
+        base = base or (speed, epoch, wall)
+        print(f"{name:<34} {speed:>7.1f} {speed / base[0]:>6.2f} {epoch:>8.1f} {base[1] / epoch:>6.2f} {extra:>18.1f}"
+              f" {wall:>16.1f} {base[2] / wall:>6.2f}")
 
 
 if __name__ == "__main__":
