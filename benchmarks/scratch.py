@@ -21,15 +21,20 @@ COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".dvc", ".cache", "data", 
                                      "reports", "metrics", "__pycache__", ".pytest_cache")
 
 
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), for the figures' captions."""
+def cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (None where absent or unreadable)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the figures' captions."""
+    return cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def _environment(cwd: Path) -> dict:

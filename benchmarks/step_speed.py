@@ -24,9 +24,8 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-from scratch import ROOT, cpu_name
+from scratch import ROOT, cpu_name, cpuinfo
 
 # name -> (batch, side, intra-op threads or None, environment, steps_per_execution, bfloat16)
 SETTINGS = {
@@ -41,17 +40,6 @@ SETTINGS = {
     "mixed_bfloat16": (32, 128, None, {}, 1, True),
 }
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def one(name: str, steps: int, epochs: int) -> dict:
@@ -115,7 +103,7 @@ def main() -> None:
         print(json.dumps(one(args.one, args.steps, args.epochs)))
         return
 
-    has_bf16 = bool(cpu_flags() & set(BF16_FLAGS))
+    has_bf16 = bool(set((cpuinfo("flags") or "").split()) & set(BF16_FLAGS))
     names = args.only or list(SETTINGS)
     results: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(args.repeats):
