@@ -70,9 +70,13 @@ def test_ingest_does_not_swallow_a_value_error_from_a_bug(project, monkeypatch):
         ingest.main()
 
 
-def test_export_names_a_missing_input_in_one_line(project):
-    """The stage as DVC runs it, in a project where quantize has not run: no traceback."""
-    done = subprocess.run(stage_command("export"), cwd=project, env=stage_env(), capture_output=True, text=True,
+@pytest.mark.parametrize("onednn", ["default", "1"])
+def test_export_names_a_missing_input_in_one_line(project, onednn):
+    """The stage as DVC runs it, in a project where quantize has not run: no traceback, and none of
+    the lines TensorFlow logs past TF_CPP_MIN_LOG_LEVEL where oneDNN's optimisations are on (forced
+    with TF_ENABLE_ONEDNN_OPTS=1, so that every CPU checks it)."""
+    env = stage_env() if onednn == "default" else stage_env(TF_ENABLE_ONEDNN_OPTS=onednn)
+    done = subprocess.run(stage_command("export"), cwd=project, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
