@@ -46,12 +46,25 @@ from mcuvision.model.training import (
 
 
 def pick_strategy() -> tf.distribute.Strategy:
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+    """One replica per logical GPU (MirroredStrategy when there are several); without a GPU, one per
+    logical CPU device, of which TensorFlow makes one unless told otherwise (the tests split the CPU
+    into two to run the several-replica path)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if gpus:
-        return tf.distribute.OneDeviceStrategy("/gpu:0")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
     return tf.distribute.get_strategy()
+
+
+def precision_policy(mixed: bool, on_gpu: bool) -> str:
+    """Keras' dtype policy for training: float16 compute on a GPU, bfloat16 on a CPU (fast only where
+    it has AVX-512 BF16 or AMX; elsewhere TensorFlow emulates it), float32 without train.mixed_precision.
+    Variables stay float32 under either mixed policy, so the saved model is float32 (see run)."""
+    if not mixed:
+        return "float32"
+    return "mixed_float16" if on_gpu else "mixed_bfloat16"
 
 
 def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest: Path) -> str:
@@ -90,15 +103,32 @@ def callbacks(train: TrainConfig, backup_dir: Path, live_dir: Path, throughput: 
 
 
 def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_path: Path, raw: Path,
-        model_out: Path, metrics_out: Path, live_dir: Path, backup_root: Path, extra_callbacks=()) -> dict:
+        model_out: Path, metrics_out: Path, live_dir: Path, backup_root: Path, extra_callbacks=(),
+        xla: bool | None = None) -> dict:
+    """Train and write the float model and metrics; `xla`: compile the training step with XLA (None:
+    on a GPU only). Returns the metrics written. Raises MissingInputError for a missing input."""
     require_inputs(manifest_path, raw)
     keras.utils.set_random_seed(seed)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = pick_strategy()
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    if train.mixed_precision and on_gpu:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    # XLA speeds GPUs up but, measured on a 2-core CPU at 128x128, made steps ~2.5x slower.
+    xla = on_gpu if xla is None else xla
+    policy = precision_policy(train.mixed_precision, on_gpu)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return _fit(train, model_config, seed, strategy, on_gpu, xla, manifest_path=manifest_path, raw=raw,
+                    model_out=model_out, metrics_out=metrics_out, live_dir=live_dir, backup_root=backup_root,
+                    extra_callbacks=extra_callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _fit(train: TrainConfig, model_config: ModelConfig, seed: int, strategy: tf.distribute.Strategy, on_gpu: bool,
+         xla: bool, *, manifest_path: Path, raw: Path, model_out: Path, metrics_out: Path, live_dir: Path,
+         backup_root: Path, extra_callbacks) -> dict:
+    policy = keras.mixed_precision.global_policy().name
 
     manifest = pd.read_csv(manifest_path)
     classes = manifest.drop_duplicates("class_index").sort_values("class_index")["label"].tolist()
@@ -131,15 +161,15 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_pa
         model = new_model(any_side=progressive)
         checkpoint = (init_from_checkpoint(model, Path(train.init_from), train.frozen_layers)
                       if train.init_from else None)
-        # XLA speeds GPUs up but, measured on a 2-core CPU at 128x128, made steps ~2.5x slower.
-        compile_model(model, train, steps, xla=on_gpu)
+        compile_model(model, train, steps, xla=xla)
 
     backup_dir = work / "state"
     throughput = Throughput(min(len(train_split), steps * train.batch_size))  # images actually trained on
-    bn_batches = 0 if strategy.num_replicas_in_sync > 1 else math.ceil(train.precise_bn_images / train.batch_size)
+    bn_batches = math.ceil(train.precise_bn_images / train.batch_size)
     precise_bn = PreciseBatchNorm(train_ds, min(bn_batches, steps))
     print(f"train: {len(train_split)} train / {len(val_split)} val images, {len(classes)} classes, "
-          f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}", flush=True)
+          f"{res}x{res}, {strategy.num_replicas_in_sync} replica(s) on {'GPU' if on_gpu else 'CPU'}, {policy}"
+          f"{', XLA' if xla else ''}", flush=True)
     start = time.perf_counter()
     chosen, backup = callbacks(train, backup_dir, live_dir, throughput, precise_bn)
     if progressive:
@@ -148,7 +178,10 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_pa
                         callbacks=chosen + list(extra_callbacks))
     wall = time.perf_counter() - start
     shutil.rmtree(cache_dir, ignore_errors=True)
-    if progressive:  # the same weights in a model with the fixed input side the exporters need
+    if progressive or policy != "float32":
+        # The same weights in the model the exporters need: a fixed input side, float32 throughout
+        # (a mixed policy's variables are float32 already; its casts must not reach the converters).
+        keras.mixed_precision.set_global_policy("float32")
         fixed = new_model(any_side=False)
         fixed.set_weights(model.get_weights())
         model = fixed
@@ -168,6 +201,7 @@ def run(train: TrainConfig, model_config: ModelConfig, seed: int, *, manifest_pa
         "images_per_s": round(float(np.median(steady)), 1) if steady else None,
         "train_images": len(train_split), "val_images": len(val_split), "classes": classes,
         "device": "GPU" if on_gpu else "CPU", "replicas": strategy.num_replicas_in_sync,
+        "precision_policy": policy, "xla": xla,
         "init_from": checkpoint,
     }
     write_json(metrics_out, metrics)

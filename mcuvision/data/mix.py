@@ -30,10 +30,12 @@ class BatchMix:
         self.rate = config.mix_rate
         self.generator = tf.random.Generator.from_seed(seed)
         self.kinds = []
+        # float32 whatever the global policy: under mixed precision the layers would otherwise compute
+        # in bfloat16/float16 while the input pipeline stays float32 (the model casts on its own).
         if config.mixup_alpha > 0:
-            self.kinds.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed))
+            self.kinds.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed, dtype="float32"))
         if config.cutmix_factor > 0:
-            self.kinds.append(keras.layers.CutMix(factor=config.cutmix_factor, seed=seed + 1))
+            self.kinds.append(keras.layers.CutMix(factor=config.cutmix_factor, seed=seed + 1, dtype="float32"))
 
     def __call__(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         draw = self.generator.uniform([2])
