@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from scratch import ROOT, cpu_name, folder_dataset, prepare, python, stage
 
 SCREEN = ["model.res=64", "train.low_res=null", "train.low_res_epochs=0"]

@@ -13,7 +13,7 @@ from conftest import ROOT
 from datasets import image_tree
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import levers  # noqa: E402
+import levers
 
 
 def run_rows(lever: str, seeds_correct: dict[int, str], mode: str = "full") -> list[dict]:
@@ -54,7 +54,8 @@ def test_a_screening_sweep_trains_each_lever_on_the_same_split_and_resumes(tmp_p
     images = image_tree(tmp_path / "images", {"cat": 12, "dog": 12}, seed=1)
     out = tmp_path / "runs.csv"
     command = [sys.executable, str(ROOT / "benchmarks" / "levers.py"), "--images", str(images), "--screen",
-               "--set", "train.epochs=1", "--set", "train.warmup_epochs=0", "--set", "train.batch_size=8", "--set", "dataset.checks.min_side=16",
+               "--set", "train.epochs=1", "--set", "train.warmup_epochs=0", "--set", "train.batch_size=8",
+               "--set", "dataset.checks.min_side=16",
                "--lever", "baseline=", "--lever", "no smoothing=train.label_smoothing=0.0", "--seeds", "1",
                "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
