@@ -57,6 +57,7 @@ def test_a_library_import_leaves_stderr_alone(tmp_path):
     (INFO, 1, False), (INFO, 0, True), (WARNING, 1, True), (WARNING, 2, False), (ERROR, 2, True),
     (ERROR, 3, False), ("F1204 17:46:35.1  7 x.cc:1] fatal", 3, True), (HARMLESS, 2, False),
     (PREAMBLE + "\n", 1, False), ("Epoch 3/100 - loss: 0.4\r", 3, True), ("I0000 is how I name my cat", 2, True),
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", 1, False), ("INFO:root:python's own", 2, True),
 ])
 def test_which_lines_are_kept(line, level, kept):
     assert keep(line.encode(), level) is kept
