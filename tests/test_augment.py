@@ -39,6 +39,7 @@ SINGLE = {
     "rotation": {"rotation": 0.2},
     "zoom": {"zoom": 0.3},
     "shear": {"shear": 0.1},
+    "crop": {"crop_scale": 0.25},
     "wrap": {"translation": 0.3, "fill_mode": "wrap"},
     "constant": {"translation": 0.3, "fill_mode": "constant"},
     "nearest": {"rotation": 0.2, "interpolation": "nearest"},
@@ -251,6 +252,32 @@ def test_zoom_scales_height_and_width_independently():
         assert scale.min() >= 0.7 and scale.max() <= 1.3 and scale.max() - scale.min() > 0.4
 
 
+def test_random_resized_crop_regions_lie_inside_the_image_with_their_area_and_aspect():
+    side = 64
+    t = draw(dataclasses.replace(OFF, crop_scale=0.25, crop_ratio=4 / 3), 4000, side, side).transforms.numpy()
+    scale_x, scale_y = t[:, 0], t[:, 4]
+    np.testing.assert_allclose(t[:, [1, 3]], 0.0, atol=1e-6)
+    # The output's outer pixel edges (-0.5, side - 0.5) map inside the input's: a crop, never a zoom out.
+    for scale, offset in ((scale_x, t[:, 2]), (scale_y, t[:, 5])):
+        assert scale.max() <= 1.0 + 1e-6 and scale.min() >= math.sqrt(0.25 * 3 / 4) - 1e-6
+        first, last = offset - 0.5 * scale, scale * (side - 0.5) + offset
+        assert first.min() >= -0.5 - 1e-3 and last.max() <= side - 0.5 + 1e-3
+        assert first.min() < -0.4 and last.max() > side - 0.6  # and reach the edges
+    shift_x = t[:, 2] - (side - 1) / 2 * (1 - scale_x)
+    area, ratio = scale_x * scale_y, scale_x / scale_y
+    assert 0.25 - 0.05 < area.min() < 0.3 and area.max() > 0.97  # the share 0.25..1 (clipping can go a hair under)
+    assert ratio.min() >= 3 / 4 - 1e-4 and ratio.max() <= 4 / 3 + 1e-4 and ratio.min() < 0.8 and ratio.max() > 1.25
+    # Shifts use the whole room the region leaves: small regions move far, full ones not at all.
+    room = (1.0 - scale_x) * side / 2
+    assert np.all(np.abs(shift_x) <= room + 1e-3) and np.abs(shift_x).max() > 0.8 * room.max()
+
+
+def test_random_resized_crop_takes_the_place_of_translation_and_zoom():
+    with pytest.raises(ConfigError, match="the crop takes their place"):
+        AugmentConfig.from_section({**dataclasses.asdict(FULL), "crop_scale": 0.25})
+    AugmentConfig.from_section({**dataclasses.asdict(FULL), "crop_scale": 0.25, "translation": 0.0, "zoom": 0.0})
+
+
 # -- colour -----------------------------------------------------------------------------------------
 def test_hue_keeps_grey_pixels():
     x = tf.repeat(batch()[..., :1], 3, axis=-1)
@@ -386,6 +413,7 @@ MISSING = object()
     ("erasing_max_count", 0, "an integer >= 1"), ("erasing_max_count", 2.0, "an integer >= 1"),
     ("erasing_max_count", 65, "an integer in [1, 64]"), ("erasing_max_area", 0.0, "a number in (0.0, 1.0]"),
     ("erasing_max_aspect", 0.5, "a number in [1.0, 100.0]"), ("erasing_fill", "noise", "one of colour, mosaic"),
+    ("crop_scale", 1.0, "a number in [0.0, 1.0)"), ("crop_ratio", 0.5, "a number in [1.0, 10.0]"),
 ])
 def test_bad_augment_values_are_named(key, value, allowed):
     section = dataclasses.asdict(FULL)

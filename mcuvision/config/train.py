@@ -24,7 +24,10 @@ class AugmentConfig:
 
     Geometric, one resampling per image: `flip` axes, each flipped with probability `flip_rate`;
     `translation` (fraction of the side), `rotation` and `shear` (fractions of a full turn), `zoom`
-    (fraction of the side, x and y scales drawn independently); out-of-image pixels by `fill_mode`,
+    (fraction of the side, x and y scales drawn independently); or, with `crop_scale` above 0, a
+    random-resized crop in place of translation and zoom (both then 0): a region of area
+    `crop_scale`..1 of the image and aspect ratio 1/`crop_ratio`..`crop_ratio` (log-uniform), at a
+    random place inside the image, resized to the whole side; out-of-image pixels by `fill_mode`,
     sampled by `interpolation`. Colour: `contrast` (factor 1 +- strength), `brightness` (offset
     +- strength * 255), `hue` (shift up to strength / 2 of a turn), `grayscale` (probability).
     Erasing: each image with probability `erasing` gets up to `erasing_max_count` rectangles, each
@@ -54,6 +57,8 @@ class AugmentConfig:
     mix_rate: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_factor: float = 0.0
+    crop_scale: float = 0.0
+    crop_ratio: float = 1.3333  # torchvision's 4/3, as conf/ writes it
 
     @classmethod
     def from_section(cls, section: Mapping, prefix: str = "train.augment") -> "AugmentConfig":
@@ -65,8 +70,12 @@ class AugmentConfig:
         count = integer(s, p, "erasing_max_count", 1)
         require(count <= MAX_ERASING_COUNT, f"{p}.erasing_max_count", count,
                 f"an integer in [1, {MAX_ERASING_COUNT}]")
+        crop_scale = number(s, p, "crop_scale", 0.0, 1.0, high_open=True)
+        require(crop_scale == 0 or unit["translation"] == unit["zoom"] == 0, f"{p}.crop_scale", crop_scale,
+                f"0 while {p}.translation or {p}.zoom is above 0 (the crop takes their place: set both to 0)")
         # A shear of a quarter turn maps every row onto one line: stop short of it.
-        return cls(flip=choice(s, p, "flip", FLIPS), shear=number(s, p, "shear", 0.0, 0.25, high_open=True),
+        return cls(crop_scale=crop_scale, crop_ratio=number(s, p, "crop_ratio", 1.0, 10.0),
+                   flip=choice(s, p, "flip", FLIPS), shear=number(s, p, "shear", 0.0, 0.25, high_open=True),
                    fill_mode=choice(s, p, "fill_mode", FILL_MODES),
                    interpolation=choice(s, p, "interpolation", INTERPOLATIONS),
                    erasing_max_count=count,

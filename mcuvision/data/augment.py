@@ -48,7 +48,7 @@ class Augmenter:
         self.generator = tf.random.Generator.from_seed(seed)
         c = config
         self.geometric = ((c.flip != "none" and c.flip_rate > 0) or c.translation > 0 or c.rotation > 0
-                          or c.zoom > 0 or c.shear > 0)
+                          or c.zoom > 0 or c.shear > 0 or c.crop_scale > 0)
         self.colour = c.contrast > 0 or c.brightness > 0 or c.hue > 0 or c.grayscale > 0
         self.erasing = c.erasing > 0
         self._apply = tf.function(self._pixels, jit_compile=True, reduce_retracing=True)

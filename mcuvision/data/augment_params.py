@@ -73,13 +73,31 @@ def _draw_transforms(c: AugmentConfig, generator, n, height, width):
     flip_y = flip(c.flip in ("vertical", "horizontal_and_vertical"))
     angle = symmetric(c.rotation) * 2.0 * math.pi
     shear = symmetric(c.shear) * 2.0 * math.pi
-    # Zoom: the two scales are drawn independently (keras RandomZoom with height and width
-    # factors, as ST), so a zoom also stretches. A scale > 1 samples a larger region (zooms out).
-    scale_x = 1.0 + symmetric(c.zoom)
-    scale_y = 1.0 + symmetric(c.zoom)
-    shift_x = symmetric(c.translation) * width
-    shift_y = symmetric(c.translation) * height
+    if c.crop_scale > 0:
+        scale_x, scale_y, shift_x, shift_y = _draw_crop(c, generator, n, height, width)
+    else:
+        # Zoom: the two scales are drawn independently (keras RandomZoom with height and width
+        # factors, as ST), so a zoom also stretches. A scale > 1 samples a larger region (zooms out).
+        scale_x = 1.0 + symmetric(c.zoom)
+        scale_y = 1.0 + symmetric(c.zoom)
+        shift_x = symmetric(c.translation) * width
+        shift_y = symmetric(c.translation) * height
     return affine_transforms(height, width, flip_x, flip_y, angle, shear, scale_x, scale_y, shift_x, shift_y)
+
+
+def _draw_crop(c: AugmentConfig, generator, n, height, width):
+    """Random-resized crop (Szegedy et al., "Going deeper with convolutions", CVPR 2015; torchvision's
+    RandomResizedCrop) as scales and shifts of the affine map: area share a ~ U(crop_scale, 1) and
+    aspect ratio r log-uniform in [1/crop_ratio, crop_ratio], so the region is sqrt(a r) of the width
+    by sqrt(a / r) of the height (each at most the whole side: torchvision redraws instead, up to 10
+    times, then falls back to a centre crop), its centre uniform over the places where it fits."""
+    area = _uniform(generator, (n,), c.crop_scale, 1.0)
+    log_ratio = _uniform(generator, (n,), -math.log(c.crop_ratio), math.log(c.crop_ratio))
+    scale_x = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), 1.0)
+    scale_y = tf.minimum(tf.sqrt(area / tf.exp(log_ratio)), 1.0)
+    shift_x = _uniform(generator, (n,), -0.5, 0.5) * (1.0 - scale_x) * width
+    shift_y = _uniform(generator, (n,), -0.5, 0.5) * (1.0 - scale_y) * height
+    return scale_x, scale_y, shift_x, shift_y
 
 
 def affine_transforms(height, width, flip_x, flip_y, angle, shear, scale_x, scale_y, shift_x, shift_y) -> tf.Tensor:
