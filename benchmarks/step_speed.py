@@ -42,17 +42,12 @@ SETTINGS = {
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def one(name: str, steps: int, epochs: int) -> dict:
-    """Train in this process with setting `name`; returns {'images_per_s', 'first_epoch_s'}."""
-    batch, side, threads, _, per_execution, bfloat16 = SETTINGS[name]
-    import keras
+def training_setup(batch: int, side: int, steps: int):
+    """The train stage's model (5 classes, `side` x `side`) compiled as the stage compiles it, and an
+    endless tf.data dataset of ONE batch of random pixels (float32 0..255) and one-hot labels."""
     import numpy as np
     import tensorflow as tf
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    if bfloat16:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     from mcuvision.config.base import load_params
     from mcuvision.config.train import TrainConfig
     from mcuvision.model.architecture import build_model
@@ -61,12 +56,24 @@ def one(name: str, steps: int, epochs: int) -> dict:
     train = replace(TrainConfig.from_params(load_params(ROOT / "params.yaml")), batch_size=batch)
     model = build_model(5, side, dropout=train.dropout)
     compile_model(model, train, steps, xla=False)
-    model.steps_per_execution = per_execution
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, side, side, 3)).astype("float32")
     labels = np.eye(5, dtype="float32")[rng.integers(0, 5, batch)]
-    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    return model, tf.data.Dataset.from_tensors((images, labels)).repeat()
 
+
+def one(name: str, steps: int, epochs: int) -> dict:
+    """Train in this process with setting `name`; returns {'images_per_s', 'first_epoch_s'}."""
+    batch, side, threads, _, per_execution, bfloat16 = SETTINGS[name]
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    if bfloat16:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model, data = training_setup(batch, side, steps)
+    model.steps_per_execution = per_execution
     times = []
 
     class Clock(keras.callbacks.Callback):
