@@ -1,5 +1,6 @@
 """Typed config: bad values stop a stage with the key, the value and what is allowed."""
 import pytest
+import yaml
 
 from mcuvision.config.base import ConfigError, seed_of
 from mcuvision.config.dataset import DatasetConfig, known_datasets
@@ -145,3 +146,15 @@ def test_split_rules_of_the_config_are_those_of_the_splitter():
     from mcuvision.config.dataset import SPLIT_RULES
     from mcuvision.data.splits import RULES
     assert SPLIT_RULES == RULES
+
+
+def test_thorough_is_fast_over_a_longer_budget():
+    """conf/train/thorough.yaml: fast's recipe; only the budget, its share at low_res and the patience
+    (never reached: the budget ends the run) differ. The cosine schedule follows train.epochs."""
+    from mcuvision.compose import compose
+
+    fast, thorough = (yaml.safe_load(compose([f"train={name}"]))["train"] for name in ("fast", "thorough"))
+    assert {key for key in fast if fast[key] != thorough[key]} == {"name", "epochs", "low_res_epochs",
+                                                                   "early_stopping_patience"}
+    assert thorough["epochs"] == 2 * fast["epochs"] and thorough["low_res_epochs"] < thorough["epochs"]
+    assert thorough["early_stopping_patience"] >= thorough["epochs"]
