@@ -83,6 +83,10 @@ def main() -> None:
     total = sum(sum(c.values()) for c in counts.values()) if record["splits"] else sum(counts.values())
     print(f"ingest: {config.name}: {len(record['classes'])} classes, {total} files -> {args.out}/")
     print(skipped_line("ingest", record.get("skipped")))
+    renamed = record.get("renamed") or []
+    if renamed:
+        print(f"ingest: {len(renamed)} file names not valid UTF-8 written with those bytes as %XX: "
+              f"{', '.join(renamed[:5])}{' ...' if len(renamed) > 5 else ''}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import pandas as pd
 from mcuvision.atomic import atomic_path, write_json
 from mcuvision.config.base import load_params, seed_of
 from mcuvision.config.dataset import DatasetConfig
-from mcuvision.data.expectations import Finding, run_suite, structural_problems
-from mcuvision.data.images import inspect_files
-from mcuvision.data.sources import RECORD, Skipped, litter_reason, skipped_line, walk_files
+from mcuvision.data.expectations import Finding, look_alike_classes, run_suite, structural_problems
+from mcuvision.data.images import MIN_HASH_SIDE, inspect_files
+from mcuvision.data.sources import RECORD, Skipped, litter_reason, safe_name, skipped_line, walk_files
 from mcuvision.data.splits import (
     SPLIT_ORDER,
     assign_splits,
@@ -45,8 +45,10 @@ class ValidationFailed(PipelineError, RuntimeError):
 
 
 def list_files(raw: Path, record: dict, skipped: Skipped | None = None) -> pd.DataFrame:
-    """Rows (path relative to `raw`, label, source_split) of every file in a class folder, at any
-    depth; OS and tool litter is left out and counted in `skipped`."""
+    """Rows (path relative to `raw`, label, source_split) of every image in a class folder, at any
+    depth; what walk_files leaves out (OS litter, unusable links, unreadable, special and non-image
+    files) is counted in `skipped`. Raises ValidationFailed naming the paths that are not valid
+    UTF-8 (ingest writes such names with %XX; neither the manifest nor Great Expectations takes them)."""
     skipped = skipped if skipped is not None else Skipped()
     roots = [(raw / s, s) for s in record["splits"]] if record.get("splits") else [(raw, "")]
     rows = []
@@ -58,16 +60,32 @@ def list_files(raw: Path, record: dict, skipped: Skipped | None = None) -> pd.Da
             for f in walk_files(folder, skipped, raw):
                 rows.append({"path": f.relative_to(raw).as_posix(), "label": folder.name,
                              "source_split": source_split})
+    undecodable = [safe_name(r["path"]) for r in rows if safe_name(r["path"]) != r["path"]]
+    if undecodable:
+        raise ValidationFailed(f"{len(undecodable)} file names in {raw} are not valid UTF-8: "
+                               f"{', '.join(undecodable[:5])}{' ...' if len(undecodable) > 5 else ''} "
+                               "(shown with those bytes as %XX); run ingest, which writes them so")
     return pd.DataFrame(rows, columns=["path", "label", "source_split"])
 
 
-def split_coverage(rows: pd.DataFrame, classes: list[str]) -> Finding:
-    """Warning: a class with no image in a split the data has (evaluation would never test it)."""
-    missing = missing_splits(rows, classes)
-    return Finding(check="every class in every split", severity="warning", success=not missing,
-                   unexpected_count=len(missing), files=[],
-                   names=[f"{c} (no {' or '.join(s)} image)" for c, s in missing.items()],
-                   observed={c: s for c, s in missing.items()})
+def expected_splits(config: DatasetConfig, record: dict) -> list[str]:
+    """The splits this data must have: train and val, and test when dataset.split.test_fraction
+    is above 0 or the source has its own test folder."""
+    has_test = config.split.test_fraction > 0 or "test" in (record.get("splits") or [])
+    return [s for s in SPLIT_ORDER if s != "test" or has_test]
+
+
+def split_coverage(rows: pd.DataFrame, classes: list[str], splits: list[str]) -> list[Finding]:
+    """Warnings: a split of `splits` with no image at all (train refuses an empty val split), and a
+    class with no image in one of them (evaluation would never test it)."""
+    empty = [s for s in splits if not (rows["split"] == s).any()]
+    missing = missing_splits(rows, classes, splits)
+    return [Finding(check="no empty split", severity="warning", success=not empty, unexpected_count=len(empty),
+                    files=[], names=[f"{s} (no image at all)" for s in empty], observed=empty),
+            Finding(check="every class in every split", severity="warning", success=not missing,
+                    unexpected_count=len(missing), files=[],
+                    names=[f"{c} (no {' or '.join(s)} image)" for c, s in missing.items()],
+                    observed={c: s for c, s in missing.items()})]
 
 
 def gather_near_copies(kept: pd.DataFrame, max_distance: int | None, csv: Path) -> tuple[pd.DataFrame, dict]:
@@ -135,10 +153,13 @@ def run(config: DatasetConfig, seed: int, *, raw: Path, manifest: Path, metrics:
 
     reports.mkdir(parents=True, exist_ok=True)
     findings, gx_result = run_suite(rows, classes, config.checks, reports / "data_docs")
+    findings.append(look_alike_classes(classes))
     write_json(reports / "expectations.json", gx_result)
     kept, dropped = drop_cross_split_duplicates(rows)
     kept, near = gather_near_copies(kept, config.checks.near_duplicate_distance, reports / NEAR_DUPLICATES_CSV)
-    findings.append(split_coverage(kept, classes))  # after the drop, which can empty a class's split
+    tiny = rows["decodes"].astype(bool) & (rows[["width", "height"]].min(axis=1) < MIN_HASH_SIDE)
+    near["too_small"] = rows.loc[tiny, "path"].tolist()  # no perceptual hash: left out of the search
+    findings += split_coverage(kept, classes, expected_splits(config, record))  # after the drop: it can empty one
     with atomic_path(reports / "dropped_duplicates.csv") as tmp:
         dropped[["path", "label", "split", "sha256"]].to_csv(tmp, index=False)
 
@@ -193,6 +214,11 @@ def main() -> None:
         print(f"validate: {near['pairs']} near-duplicate pairs ({near['cross_split_pairs']} across splits); "
               f"{near['moved']} images moved into their copy's split: {', '.join(near['moved_files'][:5])}"
               f"{' ...' if near['moved'] > 5 else ''} ({args.reports / NEAR_DUPLICATES_CSV})")
+    small = near["too_small"] if near["max_distance"] is not None else []
+    if small:
+        print(f"validate: {len(small)} images under {MIN_HASH_SIDE} pixels a side left out of the near-duplicate "
+              f"search (a hash of so few pixels matches unrelated images): {', '.join(small[:5])}"
+              f"{' ...' if len(small) > 5 else ''}")
     oriented = summary["exif_oriented"]
     if oriented:
         print(f"validate: {len(oriented)} images turned by their EXIF orientation, as a photo viewer shows "

@@ -72,7 +72,8 @@ def test_dataset_test_folder_becomes_the_test_split(tmp_path):
 
 @pytest.mark.parametrize("name, data, finding", [
     ("broken.jpg", jpeg_bytes(1, size=64)[:300], "every file decodes as an image"),
-    ("notes.txt", b"not an image at all", "every file decodes as an image"),
+    ("notes.png", b"not an image at all", "every file decodes as an image"),  # an image suffix: kept, then refused
+    ("scan.tif", jpeg_bytes(1, fmt="TIFF"), "One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required"),  # the reason
 ])
 def test_undecodable_files_stop_the_stage_naming_them(tmp_path, name, data, finding):
     config, src = make_raw(tmp_path, {"cat": 6, "dog": 6})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +53,33 @@ def structural_problems(rows: pd.DataFrame, classes: list[str]) -> list[str]:
         if (usable["label"] == name).any():
             continue
         files = sorted(rows.loc[rows["label"] == name, "path"])
-        detail = (f"none of its {len(files)} files decodes as a JPEG/PNG/BMP/GIF: {', '.join(files[:5])}"
+        detail = (f"none of its {len(files)} files decodes as a JPEG/PNG/BMP/GIF/WebP: {', '.join(files[:5])}"
                   f"{' ...' if len(files) > 5 else ''}" if files else "no file at all")
         problems.append(f"class {name!r} has no usable image ({detail})")
     return problems
+
+
+def look_alike_classes(classes: list[str]) -> Finding:
+    """Warning: class names that differ only by case or Unicode normalisation (`Cat` and `cat`;
+    `crème` in NFC and in NFD, which print the same): two classes a user takes for one. Names that
+    print the same are shown escaped, with their normal form."""
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+    def shown(name: str) -> str:
+        forms = [f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)]
+        return f"{ascii(name)} ({'/'.join(forms) or 'mixed'})"
+
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(key(name), []).append(name)
+    clashes = [names for names in groups.values() if len(names) > 1]
+    named = []
+    for names in clashes:
+        same_print = len({unicodedata.normalize("NFC", n) for n in names}) < len(names)
+        named.append(" and ".join(shown(n) if same_print else n for n in names))
+    return Finding(check="class names differ beyond case and Unicode normalisation", severity="warning",
+                   success=not clashes, unexpected_count=len(clashes), files=[], names=named)
 
 
 def add_derived_columns(rows: pd.DataFrame) -> pd.DataFrame:

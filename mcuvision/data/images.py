@@ -13,7 +13,9 @@ train, evaluate, quantize's calibration and predict see a photo as a phone galle
 width and height are those of the image as shown.
 
 Perceptual hashes (imagehash: 64-bit dHash and pHash of the greyscale image) find re-encoded,
-resized and lightly edited copies (mcuvision.data.splits.near_duplicate_pairs). A JPEG is decoded
+resized and lightly edited copies (mcuvision.data.splits.near_duplicate_pairs). An image under
+MIN_HASH_SIDE pixels a side gets none: the dHash compares an 8-row grid, and a hash of fewer pixels
+(one, for a 1x1 image) matches unrelated images. A JPEG is decoded
 at the smallest DCT scale (1/2 to 1/8) that keeps 64 pixels a side (Pillow's draft mode): the
 hashes look at 9x8 and 32x32 pixels.
 """
@@ -34,7 +36,8 @@ from tqdm import tqdm
 
 # What the training pipeline's tf.io.decode_image reads; anything else must not enter the manifest.
 # MPO: PIL's name for the multi-picture JPEGs many phones write; TensorFlow decodes their first image.
-DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP")
+MIN_HASH_SIDE = 8  # pixels; smaller images are left out of the near-duplicate search
 # TensorFlow wraps an op's message in where it ran: "{{function_node ...}} <message> [Op:DecodeImage] name: ".
 _TF_NOISE = re.compile(r"\{\{[^}]*\}\}|\[Op:\w+\]( name: \S*)?")
 # EXIF orientations 5-8 turn the stored image by a quarter turn: shown width and height swap.
@@ -63,8 +66,13 @@ def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
 def inspect_file(path: str) -> dict:
     """{sha256, bytes, width, height (as shown), mode, format, orientation, dhash, phash, decodes,
     error} of one file, from Pillow; `decodes` is False (with `error`) when Pillow cannot identify
-    the file; the hashes are "" when Pillow cannot decode its pixels (TensorFlow still judges it)."""
-    data = Path(path).read_bytes()
+    the file or it cannot be read; the hashes are "" when Pillow cannot decode its pixels
+    (TensorFlow still judges it) or the image is under MIN_HASH_SIDE pixels a side."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:  # made unreadable since it was listed: a finding that names it, not a crash
+        return {"sha256": "", "bytes": 0, "width": 0, "height": 0, "mode": "", "format": "", "orientation": 1,
+                "dhash": "", "phash": "", "decodes": False, "error": f"unreadable: {error.strerror}"}
     facts = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "width": 0, "height": 0,
              "mode": "", "format": "", "orientation": 1, "dhash": "", "phash": "", "decodes": False,
              "error": ""}
@@ -80,7 +88,8 @@ def inspect_file(path: str) -> dict:
                              format=image.format or "", orientation=orientation)
                 facts["decodes"] = True
                 try:
-                    facts["dhash"], facts["phash"] = perceptual_hashes(image)
+                    if min(image.size) >= MIN_HASH_SIDE:
+                        facts["dhash"], facts["phash"] = perceptual_hashes(image)
                 except Exception:  # a truncated file: no hashes; its decodability is TensorFlow's call
                     pass
     except Exception as error:  # PIL raises many types for bad files; each is a finding, not a crash

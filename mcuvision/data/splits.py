@@ -83,9 +83,10 @@ def assign_splits(rows: pd.DataFrame, val_fraction: float, test_fraction: float,
     return split
 
 
-def missing_splits(rows: pd.DataFrame, classes: list[str]) -> dict[str, list[str]]:
-    """{class: the splits, of those the data has, where it has no image}; classes lacking none left out."""
-    present = [s for s in SPLIT_ORDER if (rows["split"] == s).any()]
+def missing_splits(rows: pd.DataFrame, classes: list[str], splits: list[str] | None = None) -> dict[str, list[str]]:
+    """{class: the splits of `splits` (default: those the data has) where it has no image};
+    classes lacking none left out."""
+    present = [s for s in SPLIT_ORDER if (rows["split"] == s).any()] if splits is None else list(splits)
     table = pd.crosstab(rows["label"], rows["split"]).reindex(index=classes, columns=present, fill_value=0)
     return {c: [s for s in present if table.loc[c, s] == 0] for c in classes
             if (table.loc[c] == 0).any()}
