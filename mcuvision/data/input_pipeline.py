@@ -8,12 +8,15 @@ epoch reads JPEGs; augmentation runs per batch after the cache, so every epoch d
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
+from mcuvision.errors import PipelineError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -28,10 +31,23 @@ class Split:
         return len(self.paths)
 
 
+class EmptySplitError(PipelineError, ValueError):
+    """A split that training, calibration or scoring needs has no image."""
+
+
 def read_split(manifest: pd.DataFrame, raw: Path, split: str) -> Split:
     """The rows of one split; orientations from the manifest's `orientation` column (validate's);
-    None for a manifest without it, and the decoders then read them from the files."""
+    None for a manifest without it, and the decoders then read them from the files.
+
+    Raises EmptySplitError for an empty train or val split: no stage trains, calibrates or picks
+    an epoch on nothing. An empty test split is returned empty (evaluate then scores val)."""
     rows = manifest[manifest["split"] == split]
+    if rows.empty and split in ("train", "val"):
+        where = ", ".join(f"{n} in {name}" for name, n in manifest["split"].value_counts().sort_index().items())
+        fix = ("give each class 2 images or more (dataset.checks.min_images_per_class: 2 makes validate stop "
+               "on one that has fewer)" if split == "val" else "lower dataset.split.val_fraction and test_fraction")
+        raise EmptySplitError(f"the {split} split has no image (the manifest's images: {where or 'none'}): "
+                              f"{fix}, then run validate again")
     orientations = rows["orientation"].to_numpy(dtype=np.int32) if "orientation" in rows else None
     return Split([str(raw / p) for p in rows["path"]], rows["class_index"].to_numpy(dtype=np.int32), orientations)
 
@@ -81,7 +97,9 @@ def decode_all(paths: list[str], res: int, interpolation: str, orientations: np.
     if not paths:
         return np.zeros((0, res, res, 3), np.uint8)
     orientations = file_orientations(paths) if orientations is None else orientations
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(orientations, np.int32))).map(
+    # os.fsencode: a file name that is not valid UTF-8 reaches TensorFlow as its bytes on disk.
+    encoded = [os.fsencode(p) for p in paths]
+    ds = tf.data.Dataset.from_tensor_slices((encoded, np.asarray(orientations, np.int32))).map(
         lambda p, o: decode(p, res, interpolation, o), num_parallel_calls=AUTOTUNE, deterministic=True)
     return np.concatenate(list(ds.batch(256).as_numpy_iterator()), axis=0)
 
@@ -131,7 +149,7 @@ def make_dataset(split: Split, num_classes: int, res: int, interpolation: str, b
     Raises ValueError for cache='disk' without a cache_dir.
     """
     orientations = split.orientations if split.orientations is not None else file_orientations(split.paths)
-    paths, labels = np.asarray(split.paths), np.asarray(split.labels)
+    paths, labels = np.asarray([os.fsencode(p) for p in split.paths]), np.asarray(split.labels)
     buffer = shuffle_images(len(split), res, cache)
     if training and buffer < len(split):
         # The cache in a random order (seeded), so a shuffle buffer smaller than the split still

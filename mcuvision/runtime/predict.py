@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -264,7 +265,7 @@ def _decode_batch(paths: list[Path], res: int, interpolation: str) -> tuple[list
     good, images, failures = [], [], []
     for path, orientation in zip(paths, orientations):
         try:
-            images.append(decode(tf.constant(str(path)), res, interpolation, orientation).numpy())
+            images.append(decode(tf.constant(os.fsencode(path)), res, interpolation, orientation).numpy())
             good.append(path)
         except tf.errors.OpError as error:
             failures.append(Failure(str(path), _tf_reason(error)))
@@ -365,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as error:
         _stderr(f"error: {error}")
         return USER_ERROR
+    # A file name that is not valid UTF-8 is printed as its bytes on disk, as `ls` shows it (JSON escapes it).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     print(to_json(report.results) if args.json else to_table(report.results))
     for failure in report.failures:
         _stderr(f"skipped {failure}")
