@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -17,6 +19,17 @@ SPLIT_RULES = ("stratified", "st")  # mcuvision.data.splits.RULES (not imported:
 def known_datasets(conf_dir: Path = DATASET_CONF_DIR) -> tuple[str, ...]:
     """Dataset names are the variants in conf/dataset/: adding a file there adds a dataset."""
     return tuple(sorted(p.stem for p in conf_dir.glob("*.yaml")))
+
+
+def expand_path(value, key: str):
+    """A dataset path as a shell would read it: `~` and $VAR / ${VAR} expanded; any other value
+    returned as it is. Raises ConfigError naming `key` and a variable that is not set."""
+    if not isinstance(value, str):
+        return value
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.search(r"\$(\w+|\{\w+\})", expanded)
+    require(unset is None, key, value, f"a path; the environment variable {unset and unset.group(0)} is not set")
+    return expanded
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class SourceConfig:
         kind = choice(section, prefix, "kind", SOURCE_KINDS)
         layout = section.get("layout", "class_folders")
         require(layout in LAYOUTS, f"{prefix}.layout", layout, f"one of {', '.join(LAYOUTS)}")
-        path = section.get("path")
+        path = expand_path(section.get("path"), f"{prefix}.path")
         if kind in ("sample", "folder"):
             require(isinstance(path, str) and bool(path), f"{prefix}.path", path,
                     f"a folder of class sub-folders (required when {prefix}.kind={kind})")
@@ -57,7 +70,7 @@ class SourceConfig:
             synthetic = {"images_per_class": integer(section, prefix, "images_per_class", 1),
                          "image_size": integer(section, prefix, "image_size", 8),
                          "seed": integer(section, prefix, "seed", 0)}
-        return cls(kind=kind, path=section.get("path"), test_path=section.get("test_path"),
+        return cls(kind=kind, path=path, test_path=expand_path(section.get("test_path"), f"{prefix}.test_path"),
                    url=section.get("url"), sha256=section.get("sha256"),
                    archive_root=section.get("archive_root"), layout=layout, **synthetic)
 
