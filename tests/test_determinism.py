@@ -7,6 +7,12 @@ byte the same: manifest, validate metrics, float weights, the .keras file, the d
 the int8 .tflite. Not byte for byte: the float and QDQ ONNX files, whose tf2onnx node and
 initializer names and Reshape count vary from process to process (its optimizers walk Python
 sets of node objects, ordered by memory address); they are checked to compute the same.
+
+Two versions. The short one runs in `make test` (CI): the smallest model (32x32, half depth, two
+epochs) and the promises a user sees, byte-identical manifest, .keras and int8 .tflite. The long
+one is optional (`make test-all`): the full-depth model with MixUp/CutMix batches and a weight
+average, three epochs, and every record compared (weights array by array, dvclive plots,
+train.json, quantize.json, the ONNX files' outputs).
 """
 from __future__ import annotations
 
@@ -27,14 +33,17 @@ from mcuvision.compose import compose
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
         "model.res=32", "model.depth=0.5", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0",
         "train.deterministic=true", "quantize.calibration_images=16"]
+# The long version: every block (full depth), mixed batches and the weight average on, one epoch more.
+LONG = [o for o in TINY if not o.startswith(("model.depth", "train.epochs"))] + [
+    "train.epochs=3", "train.augment.mix_rate=0.5", "train.ema_momentum=0.9"]
 STAGES = ("ingest", "validate", "train", "quantize")
 TIMING = ("wall_time_s", "images_per_s")  # train.json's measurements of speed, not results
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("twins")
-    params = compose(TINY)
+def run_twins(root: Path, overrides: list[str]) -> tuple[Path, Path]:
+    """Two folders with the same params.yaml, each stage run in both side by side as a real process
+    with dvc.yaml's command, with different PYTHONHASHSEEDs; fails on a stage's non-zero exit."""
+    params = compose(overrides)
     folders = []
     for name in ("a", "b"):
         (root / name).mkdir()
@@ -52,9 +61,49 @@ def twins(tmp_path_factory) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+@pytest.fixture(scope="module")
+def short_twins(tmp_path_factory) -> tuple[Path, Path]:
+    return run_twins(tmp_path_factory.mktemp("short_twins"), TINY)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> tuple[Path, Path]:
+    return run_twins(tmp_path_factory.mktemp("twins"), LONG)
+
+
 def read(folder: Path, name: str) -> bytes:
     return (folder / name).read_bytes()
 
+
+# -- short: in `make test` ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_short_run_gives_the_same_manifest(short_twins):
+    a, b = short_twins
+    assert read(a, "data/manifest.csv") == read(b, "data/manifest.csv")
+    splits = json.loads(read(a, "metrics/validate.json"))["splits"]
+    assert min(splits.values()) > 0, splits  # a real three-way split was compared
+
+
+@pytest.mark.slow
+def test_short_run_gives_a_byte_identical_keras_file(short_twins):
+    a, b = short_twins
+    first, second = read(a, "models/float.keras"), read(b, "models/float.keras")
+    if first != second:  # say whether the weights or only the file's packing differ
+        arrays = weights_of(first), weights_of(second)
+        differing = [n for n in arrays[0] if n not in arrays[1] or not np.array_equal(arrays[0][n], arrays[1][n])]
+        pytest.fail(f"the .keras files differ; {len(differing)} of {len(arrays[0])} weight arrays differ, "
+                    f"e.g. {differing[:3]}")
+    assert json.loads(read(a, "metrics/train.json"))["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_short_run_gives_a_byte_identical_int8_tflite(short_twins):
+    a, b = short_twins
+    assert read(a, "models/int8.tflite") == read(b, "models/int8.tflite")
+
+
+# -- long: optional (`make test-all`) -------------------------------------------------------------
 
 @pytest.mark.slow
 @pytest.mark.optional
