@@ -20,18 +20,45 @@ from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.report.headline import headline
 from mcuvision.report.model_card import render
 
+REWRITE = "run `dvc repro` to rewrite it"
 
-def read_json(path: Path):
+
+class RecordKeyError(PipelineError, KeyError):
+    """A stage record without a key the card reads: written by another version of the pipeline, or
+    edited by hand. Still a KeyError, for code that catches one."""
+
+    __str__ = PipelineError.__str__  # the sentence, not KeyError's repr of it
+
+
+class Record(dict):
+    """A JSON object of the record at `path`: a key it lacks raises RecordKeyError naming the file."""
+
+    def __init__(self, items: dict, path: Path):
+        super().__init__(items)
+        self.path = path
+
+    def __missing__(self, key):
+        raise RecordKeyError(f"{self.path} has no {key!r} (a record of another version of the pipeline, "
+                             f"or edited by hand): {REWRITE}")
+
+
+def read_json(path: Path) -> Record:
+    """The JSON object in `path`, each object in it a Record; PipelineError naming the file when it is
+    not JSON or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"), object_hook=lambda items: Record(items, path))
     except json.JSONDecodeError as error:  # a file cut short or edited by hand: named, not a traceback
-        raise PipelineError(f"{path} is not valid JSON ({error}); run `dvc repro` to rewrite it") from error
+        raise PipelineError(f"{path} is not valid JSON ({error}); {REWRITE}") from error
+    if not isinstance(document, Record):
+        raise PipelineError(f"{path} is not a JSON object but a {type(document).__name__}; {REWRITE}")
+    return document
 
 
 def run(*, metadata: Path, validate: Path, quantize: Path, profile: Path, evaluate: Path, train: Path, out: Path,
         throughput: Path | None = None, headline_out: Path | None = None) -> str:
-    """A record without a key the card reads raises KeyError, with its traceback: it comes from other
-    code than this, or the card has a bug; neither is the user's mistake."""
+    """Write the card to `out` (and the headline metrics to `headline_out`) and return the card's text.
+    A missing record, one that is not a JSON object, or one without a key the card reads is a
+    PipelineError naming the file (RecordKeyError for the key); nothing is written then."""
     require_inputs(metadata, validate, quantize, profile, evaluate, train, throughput)
     docs = [read_json(p) for p in (metadata, validate, quantize, profile, evaluate, train)]
     speed = read_json(throughput) if throughput else None
