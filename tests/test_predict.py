@@ -249,3 +249,14 @@ def test_cli_json_in_a_subprocess(models, photos):
         assert [(q["index"], q["confidence"]) for q in item["predictions"]] == \
             [(q.index, pytest.approx(q.confidence)) for q in result.predictions]
     assert "interpolation nearest (project default" in run.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_and_printed_as_on_disk(models, tmp_path):
+    name = b"caf\xe9.png"  # Latin-1, as old archives hold it
+    write_image(tmp_path / "photos" / os.fsdecode(name), 1)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.run([sys.executable, "-m", "mcuvision.runtime.predict", "--model", str(models["int8_tflite"]),
+                          "--top-k", "1", str(tmp_path / "photos")], cwd=ROOT, env=env, capture_output=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert os.fsencode(tmp_path / "photos") + b"/" + name in run.stdout
