@@ -16,9 +16,11 @@ is appended to --out, so an interrupted sweep keeps what it finished and a rerun
 
     .venv/bin/python benchmarks/levers.py --summary benchmarks/results/levers_screen.csv
 
-prints the lever table as Markdown: per lever, mean and spread (sample standard deviation) of top-1
-over seeds, the difference from the first lever (the baseline), and the exact McNemar test on the
-discordant images pooled over seed pairs (lever and baseline with the same seed; mcuvision.report.stats).
+prints the lever table as Markdown (`--render docs/levers.md` writes it there, under a header naming
+the CSV: tests/test_levers.py fails when the committed page differs from its CSV's render): per
+lever, mean and spread (sample standard deviation) of top-1 over seeds, the difference from the
+first lever (the baseline), and the exact McNemar test on the discordant images pooled over seed
+pairs (lever and baseline with the same seed; mcuvision.report.stats).
 """
 from __future__ import annotations
 
@@ -110,6 +112,18 @@ def markdown(frame: pd.DataFrame) -> str:
     return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in cells.itertuples(index=False))
 
 
+def render(csv_path: Path) -> str:
+    """docs/levers.md's text: the lever table of `csv_path` (a runs CSV of this script) with its source."""
+    table = pd.read_csv(csv_path, dtype={"correct": str})
+    cpus = ", ".join(sorted(set(table["cpu"])))
+    return (f"# Training levers on real photos\n\n<!-- rendered by benchmarks/levers.py --render from "
+            f"{csv_path.as_posix()}: edit the CSV's runs, not this page -->\n\nFrom `{csv_path.as_posix()}` "
+            f"({len(table)} runs; CPU: {cpus}). Top-1 on the validation images of one fixed split, mean and "
+            f"sample standard deviation over seeds; `delta_points` against the mode's first lever, McNemar's "
+            f"exact test on the discordant images (b: the baseline right and the lever wrong, c: the reverse) "
+            f"pooled over the seeds both ran.\n\n{markdown(summary(table))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, help="one sub-folder of images per class")
@@ -120,9 +134,12 @@ def main() -> None:
     parser.add_argument("--screen", action="store_true", help="train at 64x64 throughout: rank, then confirm")
     parser.add_argument("--out", type=Path, help="CSV of runs, appended to (finished runs are skipped)")
     parser.add_argument("--summary", type=Path, metavar="CSV", help="only print the lever table of CSV")
+    parser.add_argument("--render", type=Path, metavar="MD", help="with --summary: write the page to MD")
     parser.add_argument("--keep", type=Path, help="run in this folder (kept) instead of a temporary one")
     args = parser.parse_args()
     if args.summary:
+        if args.render:
+            args.render.write_text(render(args.summary), encoding="utf-8")
         print(markdown(summary(pd.read_csv(args.summary, dtype={"correct": str}))))
         return
     if not (args.images and args.lever and args.out):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,3 +68,12 @@ def test_a_screening_sweep_trains_each_lever_on_the_same_split_and_resumes(tmp_p
     assert "| screen 64x64 | no smoothing | 1 |" in done.stdout
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "seed 127 ..." not in again.stdout and len(list(csv.DictReader(out.open()))) == 2
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("levers*.md")) or [None])
+def test_the_committed_lever_page_is_the_render_of_its_csv(page):
+    if page is None:
+        pytest.skip("no lever page committed yet")
+    text = page.read_text(encoding="utf-8")
+    source = text.split("rendered by benchmarks/levers.py --render from ")[1].split(":")[0]
+    assert text == levers.render(Path(source)), f"run: python benchmarks/levers.py --summary {source} --render {page}"
