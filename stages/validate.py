@@ -1,14 +1,18 @@
 """validate: data/raw/ -> the image manifest with deterministic splits, checked by Great Expectations.
 
-1. List every file of data/raw/ (at any depth, OS litter skipped and counted) with its label
-   (its class folder) and the source's own split; stop at once on fewer than 2 classes.
+1. List every image of data/raw/ (at any depth, links followed; OS litter, unusable links,
+   unreadable, special and non-image files skipped and counted) with its label (its class folder)
+   and the source's own split; stop at once on fewer than 2 classes or a name that is not UTF-8.
 2. Inspect each file (sha256, header, size, mode, format) in parallel and decode it with
    TensorFlow, the decoder of training; stop on a class with no usable image.
 3. Assign splits: the dataset's own test split where it has one, else `dataset.split.rule`
-   (stratified per class, or ST's seeded rule); warn, naming it, on a class absent from a split.
+   (stratified per class, or ST's seeded rule); warn, naming them, on a split with no image (train
+   refuses an empty val) and on a class absent from a split; warn on class names that differ only
+   by case or Unicode normalisation.
 4. Run the expectation suite; write its results, Data Docs and metrics/validate.json.
 5. Stop on critical findings, naming the files and classes; otherwise drop identical images
-   from all but one split, gather near-duplicates (perceptual hashes) into one split, and write
+   from all but one split, gather near-duplicates (perceptual hashes; images under MIN_HASH_SIDE
+   pixels a side have none and are named) into one split, and write
    the manifest, with each file's EXIF orientation (applied by every stage that decodes).
 """
 from __future__ import annotations

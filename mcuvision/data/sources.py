@@ -4,7 +4,7 @@ Layout written under the destination folder:
   <class>/<image>                  sources without a split of their own
   train/<class>/..., test/<class>/...   sources that come with one (food101, folder + test_path)
   SOURCE.json                      kind, location, archive checksum, classes, counts, splits,
-                                   files skipped (OS and tool litter) by reason
+                                   entries skipped by reason (walk_files), files renamed (safe_name)
   LICENSE.txt etc.                 license and readme files found beside the class folders
 
 Images in sub-folders of a class keep their path relative to the class folder
