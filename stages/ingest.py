@@ -85,7 +85,8 @@ def main() -> None:
     print(skipped_line("ingest", record.get("skipped")))
     renamed = record.get("renamed") or []
     if renamed:
-        print(f"ingest: {len(renamed)} file names not valid UTF-8 written with those bytes as %XX: "
+        names = "file name that is" if len(renamed) == 1 else "file names that are"
+        print(f"ingest: {len(renamed)} {names} not valid UTF-8 written with those bytes as %XX: "
               f"{', '.join(renamed[:5])}{' ...' if len(renamed) > 5 else ''}")
 
 

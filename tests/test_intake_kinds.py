@@ -149,7 +149,7 @@ def test_unreadable_entries_are_skipped_and_counted_or_named_in_one_line(tmp_pat
         (raw / "cat" / "000.jpg").chmod(0)
         done = run_stage("validate", project, user=True)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-        assert f"validate: skipped 1 entries: {UNREADABLE}: 1" in done.stdout, done.stdout
+        assert f"validate: skipped 1 entry: {UNREADABLE}: 1" in done.stdout, done.stdout
         # a whole class unreadable: one sentence naming it, exit 2, the previous data/raw untouched
         bird.chmod(0)
         before = (raw / "SOURCE.json").read_bytes()

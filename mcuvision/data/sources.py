@@ -114,7 +114,7 @@ def skipped_line(stage: str, skipped: dict | None) -> str:
     if not skipped or not skipped.get("files"):
         return f"{stage}: nothing skipped (no OS litter, unusable link, unreadable, special or non-image file)"
     reasons = "; ".join(f"{reason}: {n}" for reason, n in skipped["by_reason"].items())
-    return f"{stage}: skipped {skipped['files']} entries: {reasons}"
+    return f"{stage}: skipped {skipped['files']} {'entry' if skipped['files'] == 1 else 'entries'}: {reasons}"
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # os.fsdecode's stand-ins for bytes that are not UTF-8
