@@ -103,6 +103,11 @@ class Skipped:
         files = sorted(p for p in path.rglob("*") if not p.is_dir()) if path.is_dir() else [path]
         self.add(reason, [_relative(p, base) for p in files])
 
+    def merge(self, other: "Skipped") -> None:
+        """Add `other`'s counts and examples to these."""
+        self.by_reason.update(other.by_reason)
+        self.examples += other.examples[:max(0, MAX_EXAMPLES - len(self.examples))]
+
     def as_dict(self) -> dict:
         """{"files": total, "by_reason": {reason: count}, "examples": [path, ...]} for SOURCE.json."""
         return {"files": sum(self.by_reason.values()), "by_reason": dict(sorted(self.by_reason.items())),
@@ -245,16 +250,17 @@ def class_files(root: Path, skipped: Skipped) -> dict[str, list[Path]]:
         elif kind is None:
             skipped.add(info, [_relative(entry, root)])
         elif kind == "folder":
-            classes[entry.name] = walk_files(entry, skipped, root)
+            own = Skipped()
+            classes[entry.name] = walk_files(entry, own, root)
+            skipped.merge(own)
+            if not classes[entry.name]:
+                why = "; ".join(f"{why}: {n}" for why, n in sorted(own.by_reason.items()))
+                raise SourceError(f"class folder {root / safe_name(entry.name)} holds no images "
+                                  f"({'left out: ' + why if why else 'it is empty'}); remove it or add images")
         elif not entry.name.lower().startswith(DOC_PREFIXES):
             skipped.add(OUTSIDE_CLASSES, [_relative(entry, root)])
     if not classes:
         raise SourceError(f"{root} holds no class sub-folders (expected <root>/<class>/<image>)")
-    for name, files in classes.items():
-        if not files:
-            raise SourceError(f"class folder {root / safe_name(name)} holds no images once OS litter, links that "
-                              "cannot be followed, unreadable, special and non-image files are left out "
-                              "(see the skipped count in the source record); remove it or add images")
     return classes
 
 
