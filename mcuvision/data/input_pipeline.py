@@ -44,8 +44,9 @@ def read_split(manifest: pd.DataFrame, raw: Path, split: str) -> Split:
     rows = manifest[manifest["split"] == split]
     if rows.empty and split in ("train", "val"):
         where = ", ".join(f"{n} in {name}" for name, n in manifest["split"].value_counts().sort_index().items())
-        fix = ("give each class 2 images or more (dataset.checks.min_images_per_class: 2 makes validate stop "
-               "on one that has fewer)" if split == "val" else "lower dataset.split.val_fraction and test_fraction")
+        fix = ("add images (a class needs 2 or more for one to reach val: dataset.checks.min_images_per_class: 2 "
+               "makes validate stop on fewer) or raise dataset.split.val_fraction" if split == "val"
+               else "add images or lower dataset.split.val_fraction and test_fraction")
         raise EmptySplitError(f"the {split} split has no image (the manifest's images: {where or 'none'}): "
                               f"{fix}, then run validate again")
     orientations = rows["orientation"].to_numpy(dtype=np.int32) if "orientation" in rows else None
