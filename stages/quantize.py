@@ -13,6 +13,7 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
 import keras
@@ -27,14 +28,26 @@ from mcuvision.convert import int4_search, tflite_graph
 from mcuvision.convert.onnx_graph import weights_bytes as onnx_weights_bytes
 from mcuvision.convert.quantization import float_onnx, int8_tflite, qdq_onnx
 from mcuvision.data.input_pipeline import Split, decode_all, read_split
-from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.errors import REPRO_HINT, PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.model.layers import Clip  # noqa: F401  (registers the layer for loading)
-from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
+from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, UnsupportedModel, agreement, keras_predict
 
 
 class QuantizationError(PipelineError, RuntimeError):
     """The converter produced something that is not what was asked for."""
+
+
+def load_float_model(path: Path) -> keras.Model:
+    """The float model train wrote; UnsupportedModel naming the file when Keras cannot load it (a
+    damaged or truncated file, or one that is no Keras model)."""
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of it
+        raise UnsupportedModel(f"{path}: not a .keras file (no zip archive: damaged or cut short?); {REPRO_HINT}")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises ValueError, OSError, zipfile's and h5py's errors...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsupportedModel(f"{path}: not a model Keras can load ({reason}); {REPRO_HINT}") from error
 
 
 def _subset(split: Split, indices) -> Split:
@@ -130,7 +143,7 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
 def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_path: Path, manifest_path: Path,
         raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, w4w8_out: Path, metrics_out: Path) -> dict:
     require_inputs(keras_path, manifest_path, raw)
-    model = keras.models.load_model(keras_path)
+    model = load_float_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
     calibration_split, search_split = train_subsets(manifest, raw, config.calibration_images,

@@ -6,15 +6,18 @@ mistake is exit status 2 and one line, `<stage> failed: <sentence>`, never a tra
   out unchanged) and trains; a missing one, and one of another depth, are one sentence each;
 - evaluate on a split without images, and with a model made at another model.res than params ask;
 - model_card on a record that is missing, is not JSON, is not a JSON object, or lacks a key;
+- quantize on a float model that is cut short, or a zip archive without its weights;
 - quantize's check of the int8 TFLite model (check_int8): the converter settings the stage uses
   never leave a float tensor between int8 ops nor another input type, so models converted here
   with other settings stand in for a converter that would.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +228,27 @@ def test_model_card_names_a_record_without_a_key_it_reads(records):
     line = one_line(stage("model_card", records), "model_card")
     assert "artifacts/metadata.json has no 'resolution'" in line and "dvc repro" in line, line
     assert not (records / "reports" / "model_card.md").exists()
+
+
+# -- quantize --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["cut short", "without weights"])
+def test_quantize_names_a_damaged_float_model(tmp_path, data, trained, damage):
+    folder = workspace(tmp_path, data)
+    (folder / "models").mkdir()
+    model = (trained / "models" / "float.keras").read_bytes()
+    if damage == "cut short":
+        (folder / "models" / "float.keras").write_bytes(model[:len(model) // 2])
+    else:  # a zip archive, but not a whole model
+        with zipfile.ZipFile(io.BytesIO(model)) as source, \
+                zipfile.ZipFile(folder / "models" / "float.keras", "w") as out:
+            for entry in source.infolist():
+                if entry.filename != "model.weights.h5":
+                    out.writestr(entry, source.read(entry))
+    line = one_line(stage("quantize", folder), "quantize")
+    assert line.startswith("quantize failed: models/float.keras: not a") and "dvc repro" in line, line
+    assert ("no zip archive" if damage == "cut short" else "model.weights.h5") in line, line
+    assert not (folder / "models" / "int8.tflite").exists()
 
 
 # -- quantize's check of the int8 model --------------------------------------------------------------
