@@ -8,9 +8,11 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import unicodedata
+import zipfile
 
 import pandas as pd
 import pytest
@@ -21,6 +23,7 @@ from datasets import dataset_config, image_tree, jpeg_bytes, tar_gz
 from http_server import serve_directory
 from mcuvision import compose
 from mcuvision.config.base import ConfigError
+from mcuvision.data.archive import UnsafeArchiveError, safe_extract
 from mcuvision.data.input_pipeline import EmptySplitError, decode_all, read_split
 from mcuvision.data.sources import BROKEN_LINK, FOLDER_AGAIN, FOLDER_LOOP, LINK_LOOP, UNREADABLE, safe_name
 from stages import ingest, validate
@@ -83,6 +86,37 @@ def test_links_inside_an_archive_keep_their_targets_when_files_are_moved(tmp_pat
     assert files_under(raw / "dog") == ["000.jpg", "001.jpg", "alias/000.jpg", "alias/001.jpg", "copy.jpg"]
     assert (raw / "dog" / "alias" / "001.jpg").read_bytes() == (raw / "cat" / "sub" / "001.jpg").read_bytes()
     assert not any(p.is_symlink() for p in raw.rglob("*"))
+
+
+def zip_with_links(path, files: dict[str, bytes], links: dict[str, str]):
+    """A zip as `zip -y` writes it: links stored as members holding their target, S_IFLNK in the mode."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        for name, target in links.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, target)
+    return path
+
+
+def test_links_inside_a_zip_are_links_and_followed(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    files = {f"p/{c}/{i}.jpg": jpeg_bytes(10 * n + i) for n, c in enumerate(("cat", "dog")) for i in range(2)}
+    zip_with_links(site / "p.zip", files, {"p/dog/cats": "../cat", "p/dog/self.jpg": "self.jpg"})
+    with serve_directory(site) as server:
+        record = ingest.run(dataset_config({"kind": "url", "url": f"{server.url}/p.zip"}), out=tmp_path / "raw",
+                            cache=tmp_path / "cache")
+    assert record["counts"] == {"cat": 2, "dog": 4} and record["skipped"]["by_reason"] == {LINK_LOOP: 1}
+
+
+@pytest.mark.parametrize("links", [{"p/up": "../.."}, {"p/d/b": "..", "p/d/a": "b/../.."}])  # alone; a chain
+def test_zip_links_that_lead_outside_are_refused(tmp_path, links):
+    archive = zip_with_links(tmp_path / "p.zip", {"p/cat/0.jpg": jpeg_bytes(1)}, links)
+    with pytest.raises(UnsafeArchiveError, match="outside the destination"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_fifos_sockets_and_devices_are_skipped_and_counted(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import posixpath
 import stat
 import tarfile
@@ -88,20 +89,37 @@ def _check_tar_member(member: tarfile.TarInfo) -> None:
 
 def _extract_zip(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            _check_zip_member(info)
+        links = {info.filename: _check_zip_member(info, zf) for info in zf.infolist()}
         # CRC and truncated-stream errors surface here, inside atomic_dir, so dest stays untouched.
-        zf.extractall(dest)
+        zf.extractall(dest, members=[name for name, target in links.items() if target is None])
+        made = []
+        for name, target in links.items():
+            if target is not None:  # zipfile would write a link as a file holding its target's path
+                link = dest / name.rstrip("/")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if os.path.lexists(link):
+                    raise UnsafeArchiveError(f"member {name!r} is a symlink and also a file or folder")
+                link.symlink_to(target)
+                made.append((name, link))
+    # A chain of links can climb out where each one alone stays in: judge where they lead, once all exist.
+    root = os.path.realpath(dest)
+    for name, link in made:
+        if os.path.commonpath([root, os.path.realpath(link)]) != root:
+            raise UnsafeArchiveError(f"symlink {name!r} leads outside the destination through other links")
 
 
-def _check_zip_member(info: zipfile.ZipInfo) -> None:
+def _check_zip_member(info: zipfile.ZipInfo, zf: zipfile.ZipFile) -> str | None:
+    """The target of a symlink member (checked to stay inside the archive), None for a file or folder."""
     name = info.filename
     if _escapes(name):
         raise UnsafeArchiveError(f"member {name!r} would be written outside the destination")
-    # Unix file types are stored in the high 16 bits; zipfile would write a link as a plain file
-    # holding its target, which a dataset never needs, so any link or special file is refused.
+    # Unix file types are stored in the high 16 bits (zip -y, macOS's Archive Utility keep links).
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise UnsafeArchiveError(f"member {name!r} is a symlink")
+        target = zf.read(info).decode("utf-8", "surrogateescape")
+        if _escapes(posixpath.join(posixpath.dirname(name.rstrip("/")), target)):
+            raise UnsafeArchiveError(f"symlink {name!r} -> {target!r} points outside the destination")
+        return target
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
         raise UnsafeArchiveError(f"member {name!r} is a device, fifo or socket")
+    return None
