@@ -66,7 +66,8 @@ def list_files(raw: Path, record: dict, skipped: Skipped | None = None) -> pd.Da
                              "source_split": source_split})
     undecodable = [safe_name(r["path"]) for r in rows if safe_name(r["path"]) != r["path"]]
     if undecodable:
-        raise ValidationFailed(f"{len(undecodable)} file names in {raw} are not valid UTF-8: "
+        names = "file name" if len(undecodable) == 1 else "file names"
+        raise ValidationFailed(f"{len(undecodable)} {names} in {raw} not valid UTF-8: "
                                f"{', '.join(undecodable[:5])}{' ...' if len(undecodable) > 5 else ''} "
                                "(shown with those bytes as %XX); run ingest, which writes them so")
     return pd.DataFrame(rows, columns=["path", "label", "source_split"])

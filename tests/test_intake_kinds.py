@@ -221,6 +221,15 @@ def test_any_name_the_os_allows_survives_ingest_validate_and_the_decoder(tmp_pat
     assert decode_all([str(src / "cat" / latin1)], 16, "nearest").shape == (1, 16, 16, 3)
 
 
+def test_validate_names_a_raw_file_name_that_is_not_utf8_in_one_sentence(tmp_path):
+    """A data/raw/ made by hand (ingest renames such names): stopped before any decode, named."""
+    raw = image_tree(tmp_path / "raw", {"cat": 2, "dog": 2})
+    (raw / "cat" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg_bytes(9))
+    (raw / "SOURCE.json").write_text(json.dumps({"classes": ["cat", "dog"], "splits": None}))
+    with pytest.raises(validate.ValidationFailed, match=r"1 file name in .* not valid UTF-8: cat/caf%E9\.jpg"):
+        run_validate(dataset_config({"kind": "folder", "path": str(raw)}), raw, tmp_path / "out")
+
+
 def test_class_names_alike_but_for_case_or_normalisation_are_a_warning_naming_both(tmp_path):
     nfc, nfd = unicodedata.normalize("NFC", "crème"), unicodedata.normalize("NFD", "crème")
     src = image_tree(tmp_path / "src", {"Cat": 2, "cat": 2, nfc: 2, nfd: 2, "dog": 2})
