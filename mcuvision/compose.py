@@ -54,7 +54,7 @@ def main() -> None:
         text = compose(args.overrides)
     except (HydraException, OmegaConfBaseException) as error:
         hint = ("; quote a value that holds '~', '=' or other special characters, e.g. "
-                "'dataset.source.path=\"~/my photos\"'" if isinstance(error, OverrideParseException) else "")
+                "'dataset.source.path=\"/data/my photos/a=b\"'" if isinstance(error, OverrideParseException) else "")
         print(f"compose failed: {one_line(error)}{hint}", file=sys.stderr)
         sys.exit(USER_ERROR)
     Path(args.output).write_text(text, encoding="utf-8")
