@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,9 +18,17 @@ from conftest import ROOT
 from mcuvision.report.stats import interval_text
 
 pytestmark = pytest.mark.slow
+EPOCHS = 8
+# 8 epochs, not 2: at 2 the 64x64 model is at chance on the 8 test images (int8 top-1 0.25 in 2 of 5
+# runs); at 8 it learns the synthetic classes (int8 top-1 0.75 to 1.0 in 5 runs), for ~10 s more per training.
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
-        "model.res=32", "train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0",
+        "model.res=32", f"train.epochs={EPOCHS}", "train.batch_size=8", "train.warmup_epochs=0",
         "quantize.calibration_images=16"]
+# The tiny run's int8 top-1 on its 8 test images (2 per class of 4): chance is 0.25, a model that
+# predicts one class gets exactly 0.25. 5 runs at 64x64 (seeds 1, 2, 3, 4 and the project's 127)
+# gave 0.75 to 1.0; 0.5 (4 of 8) leaves two images of margin below the lowest, and a model at chance
+# reaches it in 11% of runs (binomial, n=8, p=0.25).
+MIN_INT8_TOP1 = 0.5
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -39,26 +46,22 @@ def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
-    """The working tree as a user would clone it: tracked and new files, nothing ignored."""
+    """The project as CI and a colleague get it: `git clone` of the committed HEAD, nothing else. A file
+    the pipeline needs that was never committed fails these tests (commit before running them:
+    uncommitted changes of the working tree are not what they run). The checkout is only read."""
     dest = tmp_path_factory.mktemp("clone") / "project"
-    files = sh("git", "ls-files", "-co", "--exclude-standard", "-z", cwd=ROOT).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
+    sh("git", "clone", "-q", "--no-hardlinks", str(ROOT), str(dest), cwd=dest.parent)
     # A tiny configuration keeps the whole pipeline to seconds; it is what `dvc repro` runs below.
     tiny = sh(sys.executable, "-m", "mcuvision.compose", *TINY, "--output", "params.yaml", cwd=dest)
     assert tiny.returncode == 0
-    sh("git", "init", "-q", cwd=dest)
-    git(dest, "add", "-A")
-    git(dest, "commit", "-qm", "clone")
+    git(dest, "commit", "-qam", "tiny params")
     return dest
 
 
 def test_repro_then_noop(clone):
     sh("dvc", "repro", cwd=clone)
     assert json.loads((clone / "metrics" / "validate.json").read_text())["images"] == 48
-    assert json.loads((clone / "metrics" / "train.json").read_text())["epochs_run"] == 2
+    assert json.loads((clone / "metrics" / "train.json").read_text())["epochs_run"] == EPOCHS
     assert (clone / "models" / "float.keras").is_file()
     quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
     assert quantized["int8_tflite"]["input"]["dtype"] == "uint8"
@@ -162,7 +165,8 @@ def test_quantize_change_reruns_quantize_and_after_never_train(clone):
 
 def test_resolution_change_reruns_train_and_after_never_ingest(clone):
     assert repro_after_change(clone, "model", "res", 64) == ["train", *AFTER_QUANTIZE]
-    assert json.loads((clone / "metrics" / "evaluate.json").read_text())["int8_tflite"]["top1"] >= 0
+    evaluated = json.loads((clone / "metrics" / "evaluate.json").read_text())
+    assert evaluated["images"] == 8 and evaluated["int8_tflite"]["top1"] >= MIN_INT8_TOP1, evaluated["int8_tflite"]
     # Every model downstream was remade at the new resolution.
     quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
     assert quantized["int8_tflite"]["input"]["shape"] == [1, 64, 64, 3]
