@@ -19,16 +19,19 @@ from mcuvision.report.stats import interval_text
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8
-# 8 epochs, not 2: at 2 the 64x64 model is at chance on the 8 test images (int8 top-1 0.25 in 2 of 5
-# runs); at 8 it learns the synthetic classes (int8 top-1 0.75 to 1.0 in 5 runs), for ~10 s more per training.
+# 8 epochs, not 2: at 2 the 64x64 model was at chance on the 8 test images for 2 of 5 runs (int8 top-1
+# 0.25, seeds 1 and 2); at 8 it learns the synthetic classes on most splits, for ~10 s more per training.
 TINY = ["dataset=synthetic", "dataset.source.images_per_class=12", "dataset.source.image_size=48",
         "model.res=32", f"train.epochs={EPOCHS}", "train.batch_size=8", "train.warmup_epochs=0",
         "quantize.calibration_images=16"]
-# The tiny run's int8 top-1 on its 8 test images (2 per class of 4): chance is 0.25, a model that
-# predicts one class gets exactly 0.25. 5 runs at 64x64 (seeds 1, 2, 3, 4 and the project's 127)
-# gave 0.75 to 1.0; 0.5 (4 of 8) leaves two images of margin below the lowest, and a model at chance
-# reaches it in 11% of runs (binomial, n=8, p=0.25).
-MIN_INT8_TOP1 = 0.5
+# The int8 top-1 after the resolution change, on the 8 test images (2 per class of 4): chance is 0.25,
+# and a model predicting one class gets exactly 0.25. Measured as that test leaves the project (64x64,
+# 8 epochs, 8 calibration images): with the project's seed 127, whose split this test always uses,
+# 1.0, 0.625 and 0.625 in 3 runs (training is not deterministic) and at least 0.5 in this test's own
+# run; with other seeds' splits 1.0, 0.75, 0.875 and once 0.125 (seed 4). 3 of 8 is one image above
+# chance and two below the lowest seen at seed 127; a model at chance passes it in 32% of runs
+# (binomial n=8, p=0.25), a collapsed one never. 8 images allow no tighter bound that holds.
+MIN_INT8_TOP1 = 0.375
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
