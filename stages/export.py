@@ -21,7 +21,7 @@ from mcuvision.config.base import as_dict, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.convert import c_array, tflite_graph
-from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.errors import REPRO_HINT, PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 
 
@@ -64,18 +64,26 @@ model = keras.models.load_model("{names['keras']}")  # safe mode, no other code 
 """
 
 
+class NotAKerasFile(PipelineError, ValueError):
+    """models/float.keras is not a .keras archive with its weights (damaged or cut short)."""
+
+
 def keras_params(keras_path: Path) -> int:
     """Parameter count of a .keras file, as Keras' count_params gives it, without loading TensorFlow.
 
     The archive's weights file keeps the model's variables under layers/ (optimizer state elsewhere).
+    Raises NotAKerasFile naming the file when it is no zip archive or lacks the weights.
     """
     import h5py
 
-    with zipfile.ZipFile(keras_path) as archive, \
-            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
-        sizes = []
-        weights["layers"].visititems(
-            lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
+    try:
+        with zipfile.ZipFile(keras_path) as archive, \
+                h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            sizes = []
+            weights["layers"].visititems(
+                lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
+    except (zipfile.BadZipFile, KeyError, OSError) as error:  # no archive; no weights entry or group
+        raise NotAKerasFile(f"{keras_path}: not a .keras file with its weights ({error}); {REPRO_HINT}") from error
     return int(sum(sizes))
 
 

@@ -6,7 +6,7 @@ mistake is exit status 2 and one line, `<stage> failed: <sentence>`, never a tra
   out unchanged) and trains; a missing one, and one of another depth, are one sentence each;
 - evaluate on a split without images, and with a model made at another model.res than params ask;
 - model_card on a record that is missing, is not JSON, is not a JSON object, or lacks a key;
-- quantize on a float model that is cut short, or a zip archive without its weights;
+- quantize and export on a float model that is cut short, or a zip archive without its weights;
 - quantize's check of the int8 TFLite model (check_int8): the converter settings the stage uses
   never leave a float tensor between int8 ops nor another input type, so models converted here
   with other settings stand in for a converter that would.
@@ -237,18 +237,41 @@ def test_quantize_names_a_damaged_float_model(tmp_path, data, trained, damage):
     folder = workspace(tmp_path, data)
     (folder / "models").mkdir()
     model = (trained / "models" / "float.keras").read_bytes()
-    if damage == "cut short":
-        (folder / "models" / "float.keras").write_bytes(model[:len(model) // 2])
-    else:  # a zip archive, but not a whole model
-        with zipfile.ZipFile(io.BytesIO(model)) as source, \
-                zipfile.ZipFile(folder / "models" / "float.keras", "w") as out:
-            for entry in source.infolist():
-                if entry.filename != "model.weights.h5":
-                    out.writestr(entry, source.read(entry))
+    (folder / "models" / "float.keras").write_bytes(damaged(model, damage))
     line = one_line(stage("quantize", folder), "quantize")
     assert line.startswith("quantize failed: models/float.keras: not a") and "dvc repro" in line, line
     assert ("no zip archive" if damage == "cut short" else "model.weights.h5") in line, line
     assert not (folder / "models" / "int8.tflite").exists()
+
+
+def damaged(model: bytes, damage: str) -> bytes:
+    """A .keras file's bytes `cut short` (half), or `without weights` (the archive minus its weights)."""
+    if damage == "cut short":
+        return model[:len(model) // 2]
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(model)) as source, zipfile.ZipFile(out, "w") as target:
+        for entry in source.infolist():
+            if entry.filename != "model.weights.h5":
+                target.writestr(entry, source.read(entry))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("damage", ["cut short", "without weights"])
+def test_export_names_a_damaged_float_model(tmp_path, data, trained, damage):
+    """The other inputs as quantize leaves them: a real int8 .tflite (made here), the rest copied only."""
+    folder = workspace(tmp_path, data)
+    (folder / "models" / "qdq_w4w8").mkdir(parents=True)
+    (folder / "models" / "qdq_w4w8" / "search.json").write_text('{"enabled": false}\n')
+    (folder / "models" / "float.keras").write_bytes(damaged((trained / "models" / "float.keras").read_bytes(), damage))
+    (folder / "models" / "int8.tflite").write_bytes(convert(fallback=False, input_type="uint8"))
+    for name in ("float.onnx", "qdq_int8.onnx"):
+        (folder / "models" / name).write_text("copied only\n")
+    (folder / "metrics").mkdir()
+    shutil.copy(trained / "metrics" / "train.json", folder / "metrics" / "train.json")
+    line = one_line(stage("export", folder), "export")
+    assert line.startswith("export failed: models/float.keras: not a .keras file") and "dvc repro" in line, line
+    assert ("zip" if damage == "cut short" else "model.weights.h5") in line, line
+    assert not (folder / "artifacts").exists()
 
 
 # -- quantize's check of the int8 model --------------------------------------------------------------
