@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcuvision.markdown import table as markdown_table
 from scratch import ROOT, cpu_name, folder_dataset, prepare, python, stage
 
 SCREEN = ["model.res=64", "train.low_res=null", "train.low_res_epochs=0"]
@@ -107,9 +108,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub Markdown table (empty cells for missing values)."""
-    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
     cells = frame.astype(object).where(frame.notna(), "")
-    return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in cells.itertuples(index=False))
+    return "\n".join(markdown_table(list(frame.columns), cells.itertuples(index=False)))
 
 
 def render(csv_path: Path) -> str:

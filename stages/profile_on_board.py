@@ -35,7 +35,7 @@ from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.convert import onnx_graph, tflite_graph
 from mcuvision.errors import PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE
-from mcuvision.profiling import board_latency, latency, liveness, macc, report, stedgeai, tflm
+from mcuvision.profiling import board_latency, latency, liveness, macc, profile_md, stedgeai, tflm
 from mcuvision.profiling import boards as board_model
 
 PROJECT_BOARDS = Path(__file__).resolve().parents[1] / "conf" / "board"
@@ -125,7 +125,7 @@ def run(board: BoardConfig, *, tflite_path: Path, qdq_path: Path | None, board_d
     boards = {board.name: boards.pop(board.name), **dict(sorted(boards.items()))}
     result = profile(tflite_path, qdq_path, boards, board.name, repeats, w4w8_path)
     write_json(metrics_out, result)
-    write_text(report_out, report.render(result))
+    write_text(report_out, profile_md.render(result))
     return result
 
 
@@ -168,7 +168,7 @@ def main() -> None:
                      else BoardConfig.from_file(args.boards / f"{args.board}.yaml"))
             require_inputs(args.model, args.onnx, hint="")
             result = profile(args.model, args.onnx, {board.name: board}, board.name, args.repeats)
-            text = report.render(result)
+            text = profile_md.render(result)
             if args.metrics:
                 write_json(args.metrics, result)
             if args.report:

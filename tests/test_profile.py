@@ -354,7 +354,7 @@ def test_board_with_stedgeai_backend_uses_it(small, tmp_path, params, stand_in_s
     assert b["vendor"]["activation_ram_bytes"] == 185356
     st = b["ram_fit_by_runtime"]["stedgeai"]
     assert st["fits"] is True and st["needed_kib"] == round((185356 + 15974) / 1024, 2)
-    assert "ST Edge AI Core: ST Edge AI Core report" in profile_on_board.report.render(result)
+    assert "ST Edge AI Core: ST Edge AI Core report" in profile_on_board.profile_md.render(result)
 
 
 def test_stedgeai_backend_without_the_cli_fails_clearly(small, tmp_path, monkeypatch):

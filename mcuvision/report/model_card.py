@@ -8,7 +8,8 @@ Every figure is read from the pipeline's outputs and labelled with how it was ob
 from __future__ import annotations
 
 from mcuvision.formats import FORMATS
-from mcuvision.profiling.report import error_bar, error_text, kib, table
+from mcuvision.markdown import kib, table
+from mcuvision.profiling.profile_md import error_bar, error_text
 from mcuvision.report.stats import interval_text, paired_text
 
 FORMAT_SHORT = {"float_keras": "Float", "float_onnx": "Float", "int8_tflite": "Int8", "int8_qdq_onnx": "Int8",

@@ -9,12 +9,7 @@ leave-one-out error, and RAM verdicts are given per runtime, "not modelled" wher
 from __future__ import annotations
 
 from mcuvision.formats import W4W8_MODEL_FILE
-
-KIB = 1024.0
-
-
-def kib(value: float | int | None) -> str:
-    return "n/a" if value is None else f"{value / KIB:.2f} KiB"
+from mcuvision.markdown import kib, table
 
 
 def _fit(ok: bool | None, margin: float | None) -> str:
@@ -36,12 +31,6 @@ def error_text(b: dict) -> str:
         return f"**uncalibrated**: no published time to measure an error on ({b.get('assumption')})"
     return (f"leave-one-out median {e['median_abs_pct']:.1f}%, worst {e['max_abs_pct']:.1f}% over {e['points']} "
             f"published times; seen: {', '.join(e['architectures'])}; {e['note']}")
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines + [""]
 
 
 def render(p: dict) -> str:
