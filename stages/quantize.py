@@ -24,18 +24,14 @@ from mcuvision.atomic import atomic_dir, atomic_path, write_json
 from mcuvision.config.base import ConfigError, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.convert import int4_search, tflite_graph
+from mcuvision.convert import int4_search
 from mcuvision.convert.onnx_graph import weights_bytes as onnx_weights_bytes
-from mcuvision.convert.quantization import float_onnx, int8_tflite, qdq_onnx
+from mcuvision.convert.quantization import QuantizationError, check_int8, float_onnx, int8_tflite, qdq_onnx
 from mcuvision.data.input_pipeline import Split, decode_all, read_split
 from mcuvision.errors import REPRO_HINT, PipelineError, fail, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.model.layers import Clip  # noqa: F401  (registers the layer for loading)
 from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, UnsupportedModel, agreement, keras_predict
-
-
-class QuantizationError(PipelineError, RuntimeError):
-    """The converter produced something that is not what was asked for."""
 
 
 def load_float_model(path: Path) -> keras.Model:
@@ -74,27 +70,6 @@ def train_subsets(manifest: pd.DataFrame, raw: Path, calibration_count: int, sea
     if search_count < len(free):
         free = sorted(np.random.RandomState(seed + 1).choice(free, size=search_count, replace=False))
     return _subset(train, chosen), _subset(train, free)
-
-
-def check_int8(content: bytes, config: QuantizeConfig) -> dict:
-    graph = tflite_graph.load(content)
-    hidden = tflite_graph.float_tensors(graph)
-    if hidden:
-        raise QuantizationError(f"the int8 TFLite model kept {len(hidden)} float tensors inside "
-                                f"(e.g. {hidden[:3]}): an op fell back to float")
-    inputs, outputs = tflite_graph.io_tensors(graph)
-    if inputs[0].dtype != config.tflite.input_type or outputs[0].dtype != config.tflite.output_type:
-        raise QuantizationError(f"asked for {config.tflite.input_type} in / {config.tflite.output_type} out, "
-                                f"got {inputs[0].dtype} / {outputs[0].dtype}")
-    if inputs[0].dtype == "uint8" and (abs(inputs[0].scale[0] - 1.0) > 1e-6 or inputs[0].zero_point[0] != 0):
-        print(f"quantize: warning: uint8 input scale {inputs[0].scale[0]} zero point {inputs[0].zero_point[0]}: "
-              "raw pixels must be requantized before inference (the calibration images never reach 0 or 255)")
-    return {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape),
-                      "scale": inputs[0].scale[0] if inputs[0].scale else None,
-                      "zero_point": inputs[0].zero_point[0] if inputs[0].zero_point else None},
-            "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
-            "weights_bytes": tflite_graph.weights_bytes(graph),
-            "operators": sorted(set(tflite_graph.operator_names(graph)))}
 
 
 def top1(probs: np.ndarray, labels: np.ndarray) -> float:

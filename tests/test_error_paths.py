@@ -307,21 +307,21 @@ def quantize_config(params):
 
 
 def test_check_int8_passes_an_all_int8_model(quantize_config):
-    from stages.quantize import check_int8
+    from mcuvision.convert.quantization import check_int8
 
     facts = check_int8(convert(fallback=False, input_type="uint8"), quantize_config)
     assert facts["input"]["dtype"] == "uint8" and facts["output"]["dtype"] == "float32"
 
 
 def test_check_int8_refuses_a_float_tensor_between_int8_ops(quantize_config):
-    from stages.quantize import QuantizationError, check_int8
+    from mcuvision.convert.quantization import QuantizationError, check_int8
 
     with pytest.raises(QuantizationError, match=r"kept \d+ float tensors inside .*an op fell back to float"):
         check_int8(convert(fallback=True, input_type="uint8"), quantize_config)
 
 
 def test_check_int8_refuses_another_input_type(quantize_config):
-    from stages.quantize import QuantizationError, check_int8
+    from mcuvision.convert.quantization import QuantizationError, check_int8
 
     with pytest.raises(QuantizationError, match="asked for uint8 in / float32 out, got int8 / float32"):
         check_int8(convert(fallback=False, input_type="int8"), quantize_config)

@@ -1,4 +1,5 @@
-"""Conversions of the float Keras model: int8 TFLite, float ONNX, int8 QDQ ONNX.
+"""Conversions of the float Keras model: int8 TFLite, float ONNX, int8 QDQ ONNX; the check that the int8
+TFLite model is what was asked for (check_int8).
 
 Both int8 paths calibrate on the same decoded images (uint8 raw pixels, decoded once):
 the model's own Rescaling layer makes raw pixels its float input, so a uint8 TFLite input
@@ -15,9 +16,15 @@ import onnx
 import tensorflow as tf
 
 from mcuvision.config.quantize import QuantizeConfig
+from mcuvision.convert import tflite_graph
+from mcuvision.errors import PipelineError
 
 TF_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
 INPUT_NAME = "image"
+
+
+class QuantizationError(PipelineError, RuntimeError):
+    """The converter produced something that is not what was asked for."""
 
 
 def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
@@ -36,6 +43,29 @@ def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
         # The converter has no public switch for per-tensor weights; this is the one it reads.
         converter._experimental_disable_per_channel = True
     return converter.convert()
+
+
+def check_int8(content: bytes, config: QuantizeConfig) -> dict:
+    """The facts of an int8 TFLite model (input/output types and quantization, weights, operators);
+    QuantizationError when a float tensor hides between its ops or its types are not those asked for."""
+    graph = tflite_graph.load(content)
+    hidden = tflite_graph.float_tensors(graph)
+    if hidden:
+        raise QuantizationError(f"the int8 TFLite model kept {len(hidden)} float tensors inside "
+                                f"(e.g. {hidden[:3]}): an op fell back to float")
+    inputs, outputs = tflite_graph.io_tensors(graph)
+    if inputs[0].dtype != config.tflite.input_type or outputs[0].dtype != config.tflite.output_type:
+        raise QuantizationError(f"asked for {config.tflite.input_type} in / {config.tflite.output_type} out, "
+                                f"got {inputs[0].dtype} / {outputs[0].dtype}")
+    if inputs[0].dtype == "uint8" and (abs(inputs[0].scale[0] - 1.0) > 1e-6 or inputs[0].zero_point[0] != 0):
+        print(f"quantize: warning: uint8 input scale {inputs[0].scale[0]} zero point {inputs[0].zero_point[0]}: "
+              "raw pixels must be requantized before inference (the calibration images never reach 0 or 255)")
+    return {"input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape),
+                      "scale": inputs[0].scale[0] if inputs[0].scale else None,
+                      "zero_point": inputs[0].zero_point[0] if inputs[0].zero_point else None},
+            "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
+            "weights_bytes": tflite_graph.weights_bytes(graph),
+            "operators": sorted(set(tflite_graph.operator_names(graph)))}
 
 
 def float_onnx(model, res: int, opset: int, layout: str) -> onnx.ModelProto:
