@@ -256,7 +256,7 @@ def pipeline_speed(rows: Rows) -> tuple[list[str], list[list[str]]]:
 def w4w8(rows: Rows) -> tuple[list[str], list[list[str]]]:
     header = ["search", "model", "scored on (images)", "weights in int4", "weights: int4/int8 vs int8",
               "scoring split top-1: int4/int8 vs int8", "test top-1: int4/int8 vs int8 QDQ",
-              "McNemar vs int8 (lost, gained, p)", "evaluations"]
+              "McNemar vs int8 (lost, gained, p)", "evaluations", "minutes (all stages)"]
     body = []
     for r in rows:
         mcnemar = f"{r['lost_vs_int8']}, {r['gained_vs_int8']}, p = {r['mcnemar_p']}" if r["mcnemar_p"] else ""
@@ -265,7 +265,7 @@ def w4w8(rows: Rows) -> tuple[list[str], list[list[str]]]:
                      f"{r['int4_share_pct']}%",
                      f"{count(r['weights_w4w8_bytes'])} B vs {count(r['weights_int8_bytes'])} B",
                      search, f"{top1(r['test_top1_w4w8'], r['test_n'])} vs {pct(r['test_top1_int8'])}", mcnemar,
-                     r["evaluations"]])
+                     r["evaluations"], r["experiment_min"]])
     return header, body
 
 
