@@ -59,7 +59,7 @@ def run(config: DatasetConfig, *, out: Path, cache: Path | None = None) -> dict:
     with atomic_dir(out) as tmp:
         record = {"dataset": config.name, "kind": config.source.kind, **bring(config, tmp, out, cache)}
         found = len(record["classes"])
-        if found < 2:  # a one-class "classifier" would only fail later, in train, on model.num_classes
+        if found < 2:  # a one-class "classifier" would only fail later, in train, building the model
             raise SourceError(f"the source has {found} class folder{'s' if found != 1 else ''} "
                               f"({', '.join(record['classes']) or 'none'}): a classifier needs at least 2, "
                               "one sub-folder per class")

@@ -42,13 +42,13 @@ def test_bad_resolution_rejected(res):
 
 @pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, "5"])
 def test_bad_num_classes_rejected(num_classes):
-    with pytest.raises(ValueError, match=r"model\.num_classes="):
+    with pytest.raises(ValueError, match=r"dataset\.num_classes="):
         build_model(num_classes, 32)
 
 
 @pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5])
 def test_bad_dropout_rejected(dropout):
-    with pytest.raises(ValueError, match=r"model\.dropout="):
+    with pytest.raises(ValueError, match=r"train\.dropout="):
         build_model(5, 32, dropout=dropout)
 
 

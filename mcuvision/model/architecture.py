@@ -66,10 +66,11 @@ def _check_args(num_classes, res, dropout) -> None:
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(
-            f"model.num_classes={num_classes!r} is not allowed: it must be an integer >= 2"
+            f"dataset.num_classes={num_classes!r} (the class folders found, when it is null) is not allowed: "
+            "it must be an integer >= 2"
         )
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"model.dropout={dropout!r} is not allowed: it must satisfy 0 <= dropout < 1")
+        raise ValueError(f"train.dropout={dropout!r} is not allowed: it must satisfy 0 <= dropout < 1")
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True):
