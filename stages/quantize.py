@@ -6,7 +6,7 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
 3. Float ONNX (tf2onnx), then onnxruntime static QDQ on the same calibration images.
 4. On the validation split, measure how often each quantized model agrees with the float one.
 5. `quantize.w4w8.enabled`: search which QDQ weights can be int4 while top-1 on the validation
-   split stays within tolerance of the int8 QDQ model's (mcuvision/int4_search.py); the test
+   split stays within tolerance of the int8 QDQ model's (mcuvision/convert/int4_search.py); the test
    split stays untouched for the evaluate stage. The --w4w8 folder is written either way (DVC
    needs the output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
 """

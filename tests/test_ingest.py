@@ -225,7 +225,7 @@ def test_nested_images_are_never_lost_or_replaced(tmp_path):
     src = image_tree(tmp_path / "src", {"cat": 2, "dog": 2})
     (src / "cat" / "a" / "b").mkdir(parents=True)
     (src / "cat" / "a" / "b.jpg").write_bytes(jpeg_bytes(51))
-    (src / "cat" / "a__b.jpg").write_bytes(jpeg_bytes(52))  # what flattening a/b.jpg used to produce
+    (src / "cat" / "a__b.jpg").write_bytes(jpeg_bytes(52))  # the name a flattened a/b.jpg would take
     (src / "cat" / "a" / "b" / "c.jpg").write_bytes(jpeg_bytes(53))
     record = ingest.run(dataset_config({"kind": "folder", "path": str(src)}), out=tmp_path / "raw",
                         cache=tmp_path / "cache")

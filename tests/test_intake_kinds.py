@@ -1,5 +1,5 @@
 """Every kind of entry a real dataset folder holds is kept, or skipped and counted with its reason;
-never a traceback, never a half-written data/raw (issue 25): links, unreadable entries, special
+never a traceback, never a half-written data/raw: links, unreadable entries, special
 files, any name the OS allows, non-image files, empty splits, `~` and $VARS in paths, bad Hydra
 overrides, tiny images. Every input is made here, in a temp folder."""
 from __future__ import annotations

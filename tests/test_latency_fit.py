@@ -102,7 +102,7 @@ def test_h747_estimate_uses_the_per_kind_model_and_carries_its_leave_one_out_err
     b = board_model.estimate(BOARDS["stm32h747i_disco"], macc, 300_000, 700_000, work=point["work"])
     assert b["latency_method"] == "per-kind"
     assert abs(b["estimated_ms"] / point["published_ms"] - 1) < 0.1
-    assert b["estimated_ms_one_coefficient"] > 2 * point["published_ms"]  # the old model's error
+    assert b["estimated_ms_one_coefficient"] > 2 * point["published_ms"]  # the one-coefficient model's error
     assert b["latency_error"]["median_abs_pct"] == bl.board_model("stm32h747i_disco")["median_abs_pct"]
     assert "SqueezeNet v1.1" in b["latency_error"]["architectures"]
 

@@ -12,7 +12,7 @@ one calibration serves every candidate, and a rewrite costs milliseconds instead
 rewrite uses the same arithmetic as onnxruntime's quantizer (symmetric per-channel weights,
 int32 biases at input scale x weight scale; int4 on onnxruntime's [-8, 7] grid) and proves it per
 tensor first: recomputed in int8, a weight and its bias must come out bit-identical to the int8
-model's, or that tensor stays int8. (tests/test_mixed_precision.py also checks the int4 result
+model's, or that tensor stays int8. (tests/test_int4_search.py also checks the int4 result
 against onnxruntime's quantizer given per-channel int4 overrides: identical initializers.)
 
 int4 DequantizeLinear exists from ONNX opset 21, so the int8 model is first moved to opset 21 with

@@ -1,7 +1,7 @@
 """Board latency from the work a model does, per kind of operator, fitted on published times.
 
 Why per kind: one cycles-per-MACC coefficient fitted on ST EfficientNet LC v1 overestimated ST's
-other int8 models on the STM32H747I-DISCO by +32% to +123% (issue 16): a depthwise MACC costs
+other int8 models on the STM32H747I-DISCO by +32% to +123%: a depthwise MACC costs
 several times a pointwise one, and small operators (squeeze-and-excitation) cost time that the
 MACC total does not count.
 
