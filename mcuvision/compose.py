@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mcuvision.cli import prog
 from mcuvision.errors import USER_ERROR
 
 CONF_DIR = Path("conf")
@@ -43,7 +44,7 @@ def one_line(error: Exception) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog("mcuvision.compose"), description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.res=128")
     parser.add_argument("--output", default="params.yaml")
     args = parser.parse_args()

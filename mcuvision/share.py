@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mcuvision.cli import prog
+
 
 def run_records(runs_dir: Path) -> list[tuple[str, str]]:
     """(stage key, run value) of every record in a local run-cache: runs/<k[:2]>/<key>/<value>."""
@@ -40,7 +42,7 @@ def share(remote: str | None = None, root: str = ".") -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("mcuvision.share"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--remote", help="DVC remote name (default: the default remote)")
     args = parser.parse_args(argv)
     from dvc.exceptions import DvcException

@@ -30,6 +30,7 @@ from pathlib import Path
 import onnx
 
 from mcuvision.atomic import write_json, write_text
+from mcuvision.cli import prog
 from mcuvision.config.base import load_params
 from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.convert import onnx_graph, tflite_graph
@@ -145,7 +146,8 @@ def _summary(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Profile int8 models: measured off the board, estimated on it.")
+    parser = argparse.ArgumentParser(prog=prog("stages.profile_on_board"),
+                                     description="Profile int8 models: measured off the board, estimated on it.")
     parser.add_argument("--tflite", type=Path, help="pipeline: the int8 TFLite model")
     parser.add_argument("--qdq", type=Path, help="pipeline: the int8 QDQ ONNX model")
     parser.add_argument("--w4w8", type=Path, help="pipeline: quantize's int4/int8 folder (its model is optional)")

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from mcuvision.cli import prog
 from mcuvision.config.base import ConfigError
 from mcuvision.config.evaluate import Guards
 from mcuvision.errors import PipelineError
@@ -521,7 +522,7 @@ def build_report(root: Path, base: str, precision: int = 4, limit: int = MAX_CEL
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mcuvision.report.pr_report",
+    parser = argparse.ArgumentParser(prog=prog("mcuvision.report.pr_report"),
                                      description="Markdown report of params, metrics, confusion-matrix and "
                                                  "guard changes between BASE and the workspace.")
     parser.add_argument("--base", required=True, help="git revision to compare with: branch, tag or commit")

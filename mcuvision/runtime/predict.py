@@ -43,6 +43,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mcuvision.cli import prog
 from mcuvision.config.model import INTERPOLATIONS
 from mcuvision.data.images import DECODABLE_FORMATS
 from mcuvision.data.sources import IMAGE_SUFFIXES, is_junk
@@ -341,7 +342,7 @@ def to_table(results: Sequence[Result]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mcuvision.runtime.predict",
+        prog=prog("mcuvision.runtime.predict"),
         description="Classify images with an exported model (.tflite, .onnx or .keras).",
         epilog="Exit status: 0 all images classified; 1 some images could not be read (the rest are "
                "still reported); 2 the command could not run (bad path, model or labels).")
