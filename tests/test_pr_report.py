@@ -20,8 +20,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mcuvision.report import pr_images, pr_report
-from mcuvision.report.pr_report import MARKER, cell_changes, check_guards, confusion_section, count_cells
+from mcuvision.report import pr_compare, pr_images, pr_render, pr_report, pr_sources
+from mcuvision.report.pr_compare import cell_changes, count_cells
+from mcuvision.report.pr_guards import check_guards
+from mcuvision.report.pr_render import MARKER, confusion_section
 
 WORKFLOW = ROOT / ".github" / "workflows" / "metrics.yml"
 BIN = Path(sys.executable).parent
@@ -209,9 +211,9 @@ def test_clear_errors(repos, tmp_path, capsys):
 def test_dvc_tables_are_sorted_and_empty_ones_dropped():
     header = "| Path | Metric | a | b |\n|------|--------|---|---|\n"
     table = header + "| m/z.json | x | 1 | 2 |\n| m/a.json | y | 1 | 2 |\n| m/a.json | b | 1 | 2 |\n"
-    assert pr_report.sorted_table(table).splitlines()[2:] == [
+    assert pr_sources.sorted_table(table).splitlines()[2:] == [
         "| m/a.json | b | 1 | 2 |", "| m/a.json | y | 1 | 2 |", "| m/z.json | x | 1 | 2 |"]
-    assert pr_report.table_rows(header) == 0 and pr_report.table_rows(table) == 3
+    assert pr_sources.table_rows(header) == 0 and pr_sources.table_rows(table) == 3
 
 
 # --- a real change and a noise-sized one, image by image --------------------------------------
@@ -306,7 +308,7 @@ def test_the_workspace_accuracy_carries_intervals(verdicts):
     repo = verdicts["noise"]
     evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
     evaluate["float_keras"].update(top1=18 / 45, top1_low=0.270249, top1_high=0.545481, n=45)
-    text = "\n".join(pr_report.accuracy_section(evaluate))
+    text = "\n".join(pr_render.accuracy_section(evaluate))
     row(text, "Float (Keras)", "| 40.0 (27.0-54.5), n=45 |")
     row(text, "Int8 TFLite (LiteRT)", "| -5.00 |", "p=0.375 (b=4, c=1)")
 
@@ -315,12 +317,12 @@ def test_images_are_matched_by_path_and_label():
     base = "path,label,int8_tflite_predicted\na.jpg,rose,rose\nb.jpg,rose,rose\nc.jpg,tulip,tulip\n"
     # b.jpg was relabelled (a different test case), c.jpg left the split, d.jpg is new: only a.jpg is shared.
     now = "path,label,int8_tflite_predicted\na.jpg,rose,tulip\nb.jpg,daisy,rose\nd.jpg,rose,rose\n"
-    (change,) = pr_report.image_changes(base, now)
+    (change,) = pr_compare.image_changes(base, now)
     assert (change.images, change.base_correct, change.now_correct, change.b, change.c) == (1, 1, 0, 1, 0)
     assert change.verdict(0.05) == "within noise"
-    missing = "\n".join(pr_report.image_section(None, now))
+    missing = "\n".join(pr_render.image_section(None, now))
     assert "Not available: no `reports/evaluate/predictions.csv` in BASE" in missing
-    assert "is not readable" in "\n".join(pr_report.image_section("a,b\n1,2\n", now))
+    assert "is not readable" in "\n".join(pr_render.image_section("a,b\n1,2\n", now))
 
 
 # --- guards and confusion as data ------------------------------------------------------------
@@ -368,7 +370,7 @@ def test_missing_numbers_are_not_available_not_a_crash(params, evaluate, profile
     unavailable = {g.name for g in guards if g.crossed is None}
     assert unavailable == expected
     assert all("not available" in g.value for g in guards if g.crossed is None)
-    assert "not available." in "\n".join(pr_report.guards_section(guards))
+    assert "not available." in "\n".join(pr_render.guards_section(guards))
 
 
 def test_confusion_listing_is_capped_for_many_classes():

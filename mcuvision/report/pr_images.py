@@ -7,20 +7,14 @@ base's come from `git show`); the curves are drawn here from dvclive's per-epoch
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from mcuvision.formats import FORMATS
+from mcuvision.report.pr_sources import git_show_bytes
 
 CONFUSION_PNG = "reports/evaluate/confusion_{name}.png"
 CURVES = {"validation": "dvclive/train/plots/metrics/eval/accuracy.tsv",
           "training batches": "dvclive/train/plots/metrics/train/accuracy.tsv"}
-
-
-def git_show_bytes(root: Path, rev: str, path: str) -> bytes | None:
-    """A file's bytes at `rev` (binary-safe), or None where it does not exist there."""
-    shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def tsv_series(data: bytes | None) -> list[float]:
