@@ -1,20 +1,29 @@
-"""Refit the per-kind board latency model on published times and print its leave-one-out error.
+"""Refit the board latency models on published times and print their hold-out errors and checks.
 
     python benchmarks/fit_latency.py --zoo ../shared/reference/st_zoo_models [--write]
     python benchmarks/fit_latency.py --cached          # refit from the counts kept in the JSON
 
-Points (STM32H747I-DISCO, Cortex-M7 at 400 MHz): ST's six int8 model-zoo models with the times
-in the zoo folder's published.csv (STM32Cube.AI 7.3.0), and the seed card's two ST EfficientNet
-LC v1 times (STEdgeAI Core 3.0.0, from conf/board/stm32h747i_disco.yaml), whose work is counted
-on the project's own 5-class model (built and quantized here, untrained: counts need no weights).
-The zoo models are ST's (SLA0044): they are read where they lie and never copied; only counts
-(facts) and published figures go into mcuvision/profiling/board_latency.json with --write.
+Boards (the points and their sources: benchmarks/zoo_counts.py):
+- STM32H747I-DISCO (Cortex-M7, 400 MHz): per kind (conv, pointwise, depthwise MACC, elementwise
+  elements, operators) on ST's six zoo models (STM32Cube.AI 7.3.0) and the card's two LC v1 times
+  (STEdgeAI Core 3.0.0); plus cycles per byte of activation traffic for models whose activations
+  exceed the 512 KiB AXI SRAM, fitted on ST's two zoo models at 224 that do.
+- STM32MP157F-DK2 (2 Cortex-A7, 800 MHz, TensorFlow Lite): per kind on the four published zoo times
+  (TensorFlow Lite 2.11.0) and the card's two LC v1 times (2.18.0). TensorFlow Lite on a Cortex-A runs
+  int8 convolutions through XNNPACK, which turns kxk and 1x1 convolutions alike into one GEMM kernel
+  (indirect GEMM) and gives depthwise its own kernel; the model has those two kinds ("gemm",
+  "depthwise"). Elementwise and per-operator terms were tried and fitted to zero on these points.
+- STM32F769I-DISCO (Cortex-M7, 216 MHz): the H747's per-kind shape, scaled by one factor fitted on
+  the card's two LC v1 points; checked on ST's two FD-MobileNet times.
+Error bars: the 80th percentile of |error| with every resolution of the held-out architecture left
+out (mcuvision/profiling/holdout.py), and the coverage check of that bar.
+Only counts (facts) and published figures go into mcuvision/profiling/board_latency.json with --write;
+ST's models (SLA0044) are read where they lie and never copied.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,92 +31,179 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, run
 
 import numpy as np
 
+from benchmarks import zoo_counts
 from mcuvision.atomic import write_json
 from mcuvision.config.board import BoardConfig
-from mcuvision.convert import tflite_graph
 from mcuvision.profiling import board_latency as bl
-from mcuvision.profiling import liveness
+from mcuvision.profiling import external_memory, holdout
 
 ROOT = Path(__file__).resolve().parents[1]
-BOARD = "stm32h747i_disco"
-ZOO_SOURCE = ("ST model zoo, STM32Cube.AI 7.3.0 on STM32H747I-DISCO at 400 MHz "
-              "(st_zoo_models/published.csv)")
-ARCHITECTURES = {"mobilenet_v1": "MobileNet v1", "mobilenet_v2": "MobileNet v2", "fdmobilenet": "FD-MobileNet",
-                 "squeezenet_v1.0": "SqueezeNet v1.0", "squeezenet_v1.1": "SqueezeNet v1.1"}
+H747, MP157, F769 = "stm32h747i_disco", "stm32mp157f_dk2", "stm32f769i_disco"
+KINDS = {H747: bl.KINDS, MP157: ("gemm", "depthwise")}
+ZOO_SOURCE = {H747: "ST model zoo, STM32Cube.AI 7.3.0 on STM32H747I-DISCO at 400 MHz (st_zoo_models/published.csv)",
+              MP157: "ST model zoo, TensorFlow Lite 2.11.0 on STM32MP157F-DK2, 2 CPU at 800 MHz "
+                     "(st_zoo_models/published.csv, mp157_ms)"}
+TOOL = {H747: ("STM32Cube.AI 7.3.0", "STEdgeAI Core 3.0.0"),
+        MP157: ("TensorFlow Lite 2.11.0", "TensorFlow Lite 2.18.0")}
 # The seed card's "Reference MCU memory footprints" (STM32H7, STEdgeAI Core 3.0.0): Activation RAM.
 LC_V1_ACTIVATION_KIB = {128: 181.01, 224: 466.01}
 
 
-def architecture(name: str) -> str:
-    return next((v for k, v in ARCHITECTURES.items() if name.startswith(k)), name)
-
-
-def graph_facts(content: bytes) -> dict:
-    graph = tflite_graph.load(content)
-    return {"work": bl.work(graph), "whole_tensor_peak_bytes": liveness.peak(graph)["peak_bytes"]}
+def board(name: str) -> BoardConfig:
+    return BoardConfig.from_file(ROOT / "conf" / "board" / f"{name}.yaml")
 
 
 def zoo_points(zoo: Path) -> list[dict]:
     points = []
     with (zoo / "published.csv").open(encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            facts = graph_facts((zoo / f"{row['model']}.tflite").read_bytes())
-            points.append({"name": row["model"], "architecture": architecture(row["model"]),
-                           "resolution": int(row["res"]), "board": BOARD, "tool": "STM32Cube.AI 7.3.0",
-                           "published_ms": float(row["h747_400mhz_ms"]),
-                           "published_activation_kib": float(row["activation_ram_kib"]), "source": ZOO_SOURCE,
-                           **facts})
+            facts = zoo_counts.facts(zoo_counts.tflite_graph.load((zoo / f"{row['model']}.tflite").read_bytes()))
+            for name, column in ((H747, "h747_400mhz_ms"), (MP157, "mp157_ms")):
+                if row[column].strip():
+                    points.append({"name": row["model"], "architecture": zoo_counts.architecture(row["model"]),
+                                   "resolution": int(row["res"]), "board": name, "tool": TOOL[name][0],
+                                   "published_ms": float(row[column]),
+                                   "published_activation_kib": float(row["activation_ram_kib"]),
+                                   "source": ZOO_SOURCE[name], **facts})
     return points
 
 
-def lc_v1_points(board: BoardConfig) -> list[dict]:
-    import yaml
-
-    from mcuvision.config.quantize import QuantizeConfig
-    from mcuvision.convert.quantization import int8_tflite
-    from mcuvision.model.architecture import build_model
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    # The card's recipe: uint8 input, float output (st_facts.md), whatever params.yaml says now.
-    config = QuantizeConfig.from_params(params)
-    config = dataclasses.replace(config, tflite=dataclasses.replace(config.tflite, input_type="uint8",
-                                                                    output_type="float32"))
+def lc_v1_points() -> list[dict]:
     points = []
-    for p in board.latency.calibration:
-        images = np.random.default_rng(0).integers(0, 256, (4, p.resolution, p.resolution, 3)).astype(np.uint8)
-        facts = graph_facts(int8_tflite(build_model(5, p.resolution), images, config))
-        points.append({"name": f"st_efficientnet_lc_v1_{p.resolution}_int8", "architecture": "ST EfficientNet LC v1",
-                       "resolution": p.resolution, "board": BOARD, "tool": "STEdgeAI Core 3.0.0",
-                       "published_ms": p.published_ms, "published_activation_kib": LC_V1_ACTIVATION_KIB[p.resolution],
-                       "source": p.source, **facts})
+    for name in (H747, MP157):
+        for p in board(name).latency.calibration:
+            points.append({"name": f"st_efficientnet_lc_v1_{p.resolution}_int8",
+                           "architecture": "ST EfficientNet LC v1", "resolution": p.resolution, "board": name,
+                           "tool": TOOL[name][1], "published_ms": p.published_ms,
+                           "published_activation_kib": LC_V1_ACTIVATION_KIB[p.resolution],
+                           "source": p.source, **zoo_counts.lc_v1(p.resolution)})
     return points
 
 
-def macc_total(point: dict) -> int:
-    """conv + depthwise + dense MACC, the figure the one-coefficient model multiplies."""
-    return sum(point["work"][k] for k in ("conv", "pointwise", "depthwise"))
+def _errors(names, values) -> dict:
+    return {n: round(float(e), 2) for n, e in zip(names, values)}
 
 
-def refit(points: list[dict], board: BoardConfig) -> dict:
-    """The board's entry of board_latency.json: coefficients, LOO and fitted errors, old-model errors."""
-    rows, ms = bl.as_matrix([p["work"] for p in points]), np.array([p["published_ms"] for p in points])
-    cycles = bl.fit(rows, ms, board.clock_mhz)
-    fitted = 100.0 * (bl.predict_ms(cycles, rows, board.clock_mhz) / ms - 1.0)
-    loo = bl.leave_one_out(rows, ms, board.clock_mhz)
-    by_architecture = bl.leave_one_out(rows, ms, board.clock_mhz, [p["architecture"] for p in points])
-    old = [100.0 * (macc_total(p) * board.latency.value / (board.clock_mhz * 1000.0) / p["published_ms"] - 1.0)
-           for p in points]
-    names = [p["name"] for p in points]
-    return {"clock_mhz": board.clock_mhz,
-            "cycles_per_unit": {k: round(float(c), 6) for k, c in zip(bl.KINDS, cycles)},
-            "leave_one_out_pct": {n: round(float(e), 2) for n, e in zip(names, loo)},
-            **bl.summary(loo),
-            "leave_one_architecture_out_pct": {n: round(float(e), 2) for n, e in zip(names, by_architecture)},
+def per_kind(points: list[dict], checks: list[dict], config: BoardConfig, kinds: tuple[str, ...]) -> dict:
+    """A board's per-kind entry: coefficients, errors left out by point and by architecture, bar, coverage."""
+    rows, ms = bl.as_matrix([p["work"] for p in points], kinds), np.array([p["published_ms"] for p in points])
+    clock, groups, names = config.clock_mhz, [p["architecture"] for p in points], [p["name"] for p in points]
+    cycles = bl.fit(rows, ms, clock)
+    by_architecture = bl.leave_one_out(rows, ms, clock, groups)
+    coverage = holdout.coverage(rows, ms, clock, groups)
+    covered, checked = holdout.covered_count(coverage)
+    unseen = [c for c in checks if c["published_activation_kib"] <= config.arena_ram_kib or config.engine != "mcu"]
+    unseen_ms = bl.predict_ms(cycles, bl.as_matrix([c["work"] for c in unseen], kinds), clock) if unseen else []
+    loo = bl.leave_one_out(rows, ms, clock)
+    return {"method": "per-kind", "clock_mhz": clock, "kinds": list(kinds),
+            "cycles_per_unit": {k: round(float(c), 6) for k, c in zip(kinds, cycles)},
+            "leave_one_out_pct": _errors(names, loo), **bl.summary(loo),
+            "leave_one_architecture_out_pct": _errors(names, by_architecture),
             "architecture_out": bl.summary(by_architecture),
-            "fitted_error_pct": {n: round(float(e), 2) for n, e in zip(names, fitted)},
-            "architectures": sorted({p["architecture"] for p in points}),
-            "one_coefficient": f"{board.latency.value:g} cycles/MACC (board file)",
-            "one_coefficient_error_pct": {n: round(e, 2) for n, e in zip(names, old)}}
+            "error_bar": {"percentile": holdout.PERCENTILE, "pct": round(holdout.bar_pct(by_architecture), 2),
+                          "basis": "whole-architecture hold-out"},
+            "coverage": coverage, "coverage_covered": covered, "coverage_checked": checked,
+            "fitted_error_pct": _errors(names, 100.0 * (bl.predict_ms(cycles, rows, clock) / ms - 1.0)),
+            "architectures": sorted(set(groups)),
+            "unseen_pct": _errors([c["name"] for c in unseen],
+                                  [100.0 * (e / c["published_ms"] - 1.0) for e, c in zip(unseen_ms, unseen)])}
+
+
+def one_coefficient_errors(points: list[dict], config: BoardConfig) -> dict:
+    """The board file's one-coefficient model's error on each point (the model the per-kind one replaces)."""
+    old = [100.0 * (sum(p["work"][k] for k in ("conv", "pointwise", "depthwise")) / 1e6 * config.latency.value
+                    / p["published_ms"] - 1.0) if config.latency.model == "ms_per_mmacc" else
+           100.0 * (sum(p["work"][k] for k in ("conv", "pointwise", "depthwise")) * config.latency.value
+                    / (config.clock_mhz * 1000.0) / p["published_ms"] - 1.0) for p in points]
+    unit = "cycles/MACC" if config.latency.model == "cycles_per_macc" else "ms/MMACC"
+    return {"one_coefficient": f"{config.latency.value:g} {unit} (board file)",
+            "one_coefficient_error_pct": _errors([p["name"] for p in points], old)}
+
+
+def external(entry: dict, checks: list[dict], config: BoardConfig) -> dict:
+    """The external-RAM term of an MCU board, fitted on its check points whose activations exceed internal RAM."""
+    out = [c for c in checks if c["published_activation_kib"] > config.arena_ram_kib]
+    cycles = [entry["cycles_per_unit"][k] for k in entry["kinds"]]
+    base = [float(bl.predict_ms(cycles, bl.as_matrix([c["work"]], entry["kinds"])[0], config.clock_mhz)) for c in out]
+    args = (base, [c["published_ms"] for c in out], [c["activation_traffic_bytes"] for c in out], config.clock_mhz)
+    names = [c["name"] for c in out]
+    return {"cycles_per_byte": round(external_memory.fit(*args), 4), "internal_ram_kib": config.arena_ram_kib,
+            "fitted_on": names, "per_kind_alone_pct": _errors(names, [100 * (b / c["published_ms"] - 1)
+                                                                      for b, c in zip(base, out)]),
+            "leave_one_out_pct": _errors(names, external_memory.leave_one_out(*args)),
+            "basis": f"fitted on {len(out)} published times (ST zoo models whose activations exceed "
+                     f"{config.arena_ram_kib:g} KiB)"}
+
+
+def transferred(source: dict, lc: list[dict], checks: list[dict], config: BoardConfig) -> dict:
+    """The F769's model: the source board's per-kind cycles times one scale fitted on the board file's points.
+
+    lc: the source board's LC v1 points (their work), in the order of the board file's calibration.
+    """
+    kinds, clock = source["kinds"], config.clock_mhz
+    cycles = np.array([source["cycles_per_unit"][k] for k in kinds])
+    shape = np.array([float(bl.predict_ms(cycles, bl.as_matrix([p["work"]], kinds)[0], clock)) for p in lc])
+    ms = np.array([p.published_ms for p in config.latency.calibration])
+    x = shape / ms
+    scale = float(x.sum() / (x * x).sum())
+    check_ms = [scale * float(bl.predict_ms(cycles, bl.as_matrix([c["work"]], kinds)[0], clock)) for c in checks]
+    em = source.get("external_memory")
+    return {"method": "transferred", "from": H747, "clock_mhz": clock, "kinds": kinds, "scale": round(scale, 5),
+            "cycles_per_unit": {k: round(float(c) * scale, 6) for k, c in zip(kinds, cycles)},
+            "fitted_on": [c.source for c in config.latency.calibration],
+            "fitted_error_pct": _errors([p["name"] for p in lc], 100 * (scale * shape / ms - 1)),
+            "unseen_pct": _errors([c["name"] for c in checks],
+                                  [100 * (e / c["published_ms"] - 1) for e, c in zip(check_ms, checks)]),
+            "external_memory": None if em is None else {
+                **em, "cycles_per_byte": round(em["cycles_per_byte"] * clock / source["clock_mhz"], 4),
+                "basis": "transferred from the STM32H747I-DISCO (same time per byte of SDRAM traffic), not fitted "
+                         "on this board"}}
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def print_board(title: str, entry: dict, points: list[dict]) -> None:
+    clock = entry["clock_mhz"]
+    print(f"\n## {title}, {clock:g} MHz: cycles per unit "
+          + ", ".join(f"{k} {v:.4g}/{bl.UNITS[k]}" for k, v in entry["cycles_per_unit"].items()))
+    print("| model | tool | published ms | estimated ms (fitted) | leave-one-out | architecture held out |")
+    print("|---|---|---|---|---|---|")
+    for p in points:
+        n, ms = p["name"], p["published_ms"]
+        fitted = entry["fitted_error_pct"][n]
+        print(f"| {n} | {p['tool']} | {ms:.2f} | {ms * (1 + fitted / 100):.2f} ({fitted:+.1f}%) "
+              f"| {entry['leave_one_out_pct'][n]:+.1f}% | {entry['leave_one_architecture_out_pct'][n]:+.1f}% |")
+    bar = entry["error_bar"]
+    print(f"leave-one-out median |error| {entry['median_abs_pct']:.1f}%, worst {entry['max_abs_pct']:.1f}%; "
+          f"architecture held out: median {entry['architecture_out']['median_abs_pct']:.1f}%, worst "
+          f"{entry['architecture_out']['max_abs_pct']:.1f}%; printed bar = {bar['percentile']:g}th percentile of "
+          f"|{bar['basis']} errors| = ±{bar['pct']:.1f}%")
+    print("Coverage: each architecture held out of the fit and of the bar (bar recomputed on the others):")
+    print("| architecture held out | points | its error | bar from the others | covered |")
+    print("|---|---|---|---|---|")
+    for r in entry["coverage"]:
+        covered = "-" if r["covered"] is None else ("yes" if r["covered"] else "**no**")
+        bar_text = "-" if r["bar_pct"] is None else f"±{r['bar_pct']:.1f}% ({r['bar_points']} errors)"
+        print(f"| {r['group']} | {r['points']} | {_pct(r['error_pct'])} | {bar_text} | {covered} |")
+    print(f"covered {entry['coverage_covered']} of {entry['coverage_checked']}")
+
+
+def print_checks(title: str, entry: dict, checks: list[dict]) -> None:
+    print(f"\n{title} (published, never fitted):")
+    print("| model | tool | published ms | estimated ms | error | activations KiB (ST) |")
+    print("|---|---|---|---|---|---|")
+    for c in checks:
+        n, ms = c["name"], c["published_ms"]
+        e = entry["unseen_pct"].get(n)
+        if e is None and entry.get("external_memory"):
+            e = entry["external_memory"]["leave_one_out_pct"].get(n)
+            n += " (external RAM; term fitted on the other)"
+        if e is None:
+            continue
+        print(f"| {n} | {c['tool'].split(',')[0]} | {ms:.2f} | {ms * (1 + e / 100):.2f} | {e:+.1f}% "
+              f"| {c['published_activation_kib']:g} |")
 
 
 def main() -> None:
@@ -118,38 +214,42 @@ def main() -> None:
     args = parser.parse_args()
     if (args.zoo is None) == (not args.cached):
         parser.error("give exactly one of --zoo DIR or --cached")
-    board = BoardConfig.from_file(ROOT / "conf" / "board" / f"{BOARD}.yaml")
     if args.cached:
-        points = bl.points_for(BOARD)
+        points, checks = bl.load()["points"], bl.load()["checks"]
     else:
-        points = zoo_points(args.zoo) + lc_v1_points(board)
-    entry = refit(points, board)
+        points, checks = zoo_points(args.zoo) + lc_v1_points(), zoo_counts.check_points(args.zoo)
+    on = {name: [p for p in points if p["board"] == name] for name in (H747, MP157)}
+    checks_on = {name: [c for c in checks if c["board"] == name] for name in (H747, MP157, F769)}
+    boards = {}
+    for name in (H747, MP157):
+        config = board(name)
+        boards[name] = {**per_kind(on[name], checks_on[name], config, KINDS[name]),
+                        **one_coefficient_errors(on[name], config)}
+    boards[H747]["external_memory"] = external(boards[H747], checks_on[H747], board(H747))
+    lc = [p for p in on[H747] if p["architecture"] == "ST EfficientNet LC v1"]
+    boards[F769] = transferred(boards[H747], lc, checks_on[F769], board(F769))
 
-    print(f"{board.display_name}, {board.clock_mhz:g} MHz: cycles per unit "
-          + ", ".join(f"{k} {v:.4g}/{bl.UNITS[k]}" for k, v in entry["cycles_per_unit"].items()))
-    print("| model | published ms | old estimate ms (error) | new estimate ms (fitted error) | leave-one-out error "
-          "| architecture held out |")
-    print("|---|---|---|---|---|---|")
-    for p in points:
-        n, ms = p["name"], p["published_ms"]
-        old, fitted = entry["one_coefficient_error_pct"][n], entry["fitted_error_pct"][n]
-        print(f"| {n} | {ms:.2f} | {ms * (1 + old / 100):.2f} ({old:+.1f}%) | {ms * (1 + fitted / 100):.2f} "
-              f"({fitted:+.1f}%) | {entry['leave_one_out_pct'][n]:+.1f}% "
-              f"| {entry['leave_one_architecture_out_pct'][n]:+.1f}% |")
-    print(f"leave-one-out over {entry['points']} points: median |error| {entry['median_abs_pct']:.1f}%, "
-          f"worst {entry['max_abs_pct']:.1f}%; holding out whole architectures: median "
-          f"{entry['architecture_out']['median_abs_pct']:.1f}%, worst {entry['architecture_out']['max_abs_pct']:.1f}%; "
-          f"architectures: {', '.join(entry['architectures'])}")
+    print_board("STM32H747I-DISCO", boards[H747], on[H747])
+    em = boards[H747]["external_memory"]
+    print(f"\nExternal RAM term: {em['cycles_per_byte']:.3f} cycles per byte of activation traffic, {em['basis']}; "
+          "per-kind alone: " + ", ".join(f"{n} {e:+.1f}%" for n, e in em["per_kind_alone_pct"].items()))
+    print_checks("STM32H747I-DISCO, ST's other zoo models", boards[H747], checks_on[H747])
+    print_board("STM32MP157F-DK2", boards[MP157], on[MP157])
+    print_checks("STM32MP157F-DK2, ST's other zoo models", boards[MP157], checks_on[MP157])
+    f = boards[F769]
+    print(f"\n## STM32F769I-DISCO: the H747's per-kind shape x {f['scale']:.4f} (fitted on the card's 2 LC v1 "
+          "points; residuals " + ", ".join(f"{e:+.1f}%" for e in f["fitted_error_pct"].values()) + ")")
+    print_checks("STM32F769I-DISCO, ST's other zoo models", f, checks_on[F769])
     if args.write:
         data = bl.load() if bl.DATA.is_file() else {}
         data.update({
-            "about": "Per-kind board latency model (mcuvision/profiling/board_latency.py): work counted by "
-                     "board_latency.work on each calibration model, published times, fitted cycles per unit and "
-                     "leave-one-out errors. Counts of ST's models are facts read from ST's files, which are not "
-                     "in the project.",
+            "about": "Board latency models (mcuvision/profiling/board_latency.py): work counted by board_latency.work "
+                     "on each calibration and check model, published times, fitted cycles per unit, hold-out errors "
+                     "and error bars. Counts of ST's models are facts read from ST's files, which are not in the "
+                     "project. `points` are fitted; `checks` are ST's other published times, never fitted per kind.",
             "refit": "python benchmarks/fit_latency.py --zoo ../shared/reference/st_zoo_models --write",
-            "kinds": {k: bl.UNITS[k] for k in bl.KINDS},
-            "points": points, "boards": {**data.get("boards", {}), BOARD: entry}})
+            "kinds": {k: bl.UNITS[k] for k in (*bl.KINDS, *bl.DERIVED)},
+            "points": points, "checks": checks, "boards": boards})
         write_json(bl.DATA, data)
         print(f"wrote {bl.DATA.relative_to(ROOT)}")
 

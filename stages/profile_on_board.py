@@ -10,9 +10,11 @@ labelled so:
 3. Host latency (measured on this host): LiteRT 1 thread, TFLite Micro, onnxruntime 1 thread on
    the QDQ ONNX model; median and spread of single-image runs.
 4. Boards (estimated): inference time from the per-kind latency model where a board has one
-   (board_latency.json) or the board file's one coefficient, each with its leave-one-out error;
-   RAM fit per runtime (TFLite Micro; ST Edge AI Core when its report exists) and flash fit with
-   margins; the optional ST Edge AI Core backend when the selected board asks for it.
+   (board_latency.json), the H747's shape for the F769, or the board file's one coefficient, with
+   its hold-out error bar where one is measured and the external-RAM term where it applies; energy
+   per inference where the board file gives the datasheet's run-mode current; RAM fit per runtime
+   (TFLite Micro; ST Edge AI Core when its report exists) and flash fit with margins; the optional
+   ST Edge AI Core backend when the selected board asks for it.
 
 Pipeline: `--tflite --qdq --boards --metrics --report` (paths from dvc.yaml); the selected board
 is params.yaml's `board` section, and every file in `--boards` is estimated too.
@@ -82,6 +84,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
     ram, tflm_times = activation_ram(tflite_path, graph, invokes=repeats + 1)
     counts = macc.count(graph)
     work = board_latency.work(graph)
+    traffic = board_latency.activation_traffic(graph)
     weights = tflite_graph.weights_bytes(graph)
     print("profile: host latency (LiteRT, TFLite Micro, onnxruntime)", flush=True)
     result = {
@@ -94,7 +97,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
             "file_bytes": len(content), "weights_bytes": weights,
             "input": {"dtype": inputs[0].dtype, "shape": list(inputs[0].shape)},
             "output": {"dtype": outputs[0].dtype, "shape": list(outputs[0].shape)},
-            "activation_ram": ram, "macc": counts, "work": work,
+            "activation_ram": ram, "macc": counts, "work": work, "activation_traffic_bytes": traffic,
             "latency": {"litert_1_thread": latency.litert(content, repeats),
                         "tflite_micro": latency.tflite_micro(tflm_times)},
         },
@@ -110,7 +113,7 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
         if name == selected and board.vendor_backend == "stedgeai":
             with tempfile.TemporaryDirectory() as tmp:
                 vendor = stedgeai.run(tflite_path, board.stedgeai_target, Path(tmp))
-        estimate = board_model.estimate(board, counts["total"], ram["total_bytes"], weights, work, vendor)
+        estimate = board_model.estimate(board, counts["total"], ram["total_bytes"], weights, work, vendor, traffic)
         estimate["selected"] = name == selected
         result["boards"][name] = estimate
     return result
@@ -134,8 +137,7 @@ def _summary(result: dict) -> str:
     t = result["int8_tflite"]
     ram = t["activation_ram"]
     sel = result["boards"][result["board"]]
-    error = sel["latency_error"]
-    bar = f" ±{error['median_abs_pct']:.1f}% (leave-one-out median)" if error else " (uncalibrated)"
+    bar = profile_md.error_bar(sel)[len(f"{sel['estimated_ms']:.2f}"):]
     st = sel["ram_fit_by_runtime"]["stedgeai"]["fits"]
     return (f"profile: MACC {t['macc']['total']:,}, weights {t['weights_bytes']} B, TFLite Micro head "
             f"{ram['head_bytes']} B / tail {ram['tail_bytes']} B / minimal {ram['minimal_arena_bytes']} B "

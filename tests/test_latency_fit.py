@@ -4,6 +4,8 @@ None of these needs ST's models: their work counts are kept (as numbers) in boar
 """
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -11,8 +13,10 @@ from conftest import ROOT
 from mcuvision.config.board import load_board_dir
 from mcuvision.profiling import board_latency as bl
 from mcuvision.profiling import boards as board_model
+from mcuvision.profiling import holdout, profile_md
 
 BOARDS = load_board_dir(ROOT / "conf" / "board")
+ZOO = ROOT.parent / "shared" / "reference" / "st_zoo_models"
 
 
 def test_fit_recovers_known_coefficients_from_synthetic_times():
@@ -60,21 +64,67 @@ def test_fit_refuses_bad_input(work, ms, match):
 
 # --- the committed fit -------------------------------------------------------------------------
 
-def test_committed_coefficients_and_errors_are_the_fit_of_the_committed_points():
-    for name, entry in bl.load()["boards"].items():
-        points = bl.points_for(name)
-        rows, ms = bl.as_matrix([p["work"] for p in points]), np.array([p["published_ms"] for p in points])
-        refit = bl.fit(rows, ms, entry["clock_mhz"])
-        np.testing.assert_allclose([entry["cycles_per_unit"][k] for k in bl.KINDS], refit, rtol=1e-4)
-        loo = bl.leave_one_out(rows, ms, entry["clock_mhz"])
-        np.testing.assert_allclose(list(entry["leave_one_out_pct"].values()), loo, atol=0.01)
-        assert entry["median_abs_pct"] == bl.summary(loo)["median_abs_pct"]
-        groups = [p["architecture"] for p in points]
-        assert entry["architecture_out"] == bl.summary(bl.leave_one_out(rows, ms, entry["clock_mhz"], groups))
-        assert entry["architectures"] == sorted(set(groups))
+def _fitted(name):
+    entry, points = bl.board_model(name), bl.points_for(name)
+    kinds = bl.kinds_of(entry)
+    return entry, points, kinds, bl.as_matrix([p["work"] for p in points], kinds), \
+        np.array([p["published_ms"] for p in points])
 
 
-def test_h747_meets_the_targets_of_issue_16():
+@pytest.mark.parametrize("name", ["stm32h747i_disco", "stm32mp157f_dk2"])
+def test_committed_coefficients_errors_and_bars_are_computed_from_the_committed_points(name):
+    entry, points, kinds, rows, ms = _fitted(name)
+    clock = entry["clock_mhz"]
+    np.testing.assert_allclose([entry["cycles_per_unit"][k] for k in kinds], bl.fit(rows, ms, clock), rtol=1e-4)
+    loo = bl.leave_one_out(rows, ms, clock)
+    np.testing.assert_allclose(list(entry["leave_one_out_pct"].values()), loo, atol=0.01)
+    assert entry["median_abs_pct"] == bl.summary(loo)["median_abs_pct"]
+    groups = [p["architecture"] for p in points]
+    by_architecture = bl.leave_one_out(rows, ms, clock, groups)
+    assert entry["architecture_out"] == bl.summary(by_architecture)
+    assert entry["architectures"] == sorted(set(groups))
+    # the printed bar is the percentile of these hold-out errors, not a typed number
+    assert entry["error_bar"]["pct"] == pytest.approx(holdout.bar_pct(by_architecture), abs=0.01)
+    assert entry["error_bar"]["basis"] == "whole-architecture hold-out" and entry["error_bar"]["percentile"] == 80
+    assert entry["coverage"] == holdout.coverage(rows, ms, clock, groups)
+    assert (entry["coverage_covered"], entry["coverage_checked"]) == holdout.covered_count(entry["coverage"])
+
+
+def test_mp157_is_fitted_on_its_four_published_zoo_times_and_the_card_lc_v1_points():
+    entry, points, kinds, _, _ = _fitted("stm32mp157f_dk2")
+    assert kinds == ("gemm", "depthwise") and entry["method"] == "per-kind" and entry["clock_mhz"] == 800
+    zoo = [p for p in points if p["architecture"] != "ST EfficientNet LC v1"]
+    with (ZOO / "published.csv").open(encoding="utf-8") as f:
+        published = {r["model"]: float(r["mp157_ms"]) for r in csv.DictReader(f) if r["mp157_ms"].strip()}
+    assert {p["name"]: p["published_ms"] for p in zoo} == published and len(published) == 4
+    lc = [(p["resolution"], p["published_ms"], p["tool"]) for p in points if p not in zoo]
+    card = BOARDS["stm32mp157f_dk2"].latency.calibration
+    assert lc == [(c.resolution, c.published_ms, "TensorFlow Lite 2.18.0") for c in card]
+    assert {p["tool"] for p in zoo} == {"TensorFlow Lite 2.11.0"}
+
+
+def test_mp157_fit_recovers_known_coefficients_from_a_synthetic_set():
+    # Work of the six MP157 calibration models, times made from known cycles per GEMM and depthwise MACC
+    _, points, kinds, rows, _ = _fitted("stm32mp157f_dk2")
+    true = np.array([0.6, 8.0])
+    ms = bl.predict_ms(true, rows, 800.0)
+    np.testing.assert_allclose(bl.fit(rows, ms, 800.0), true, rtol=1e-6)
+    np.testing.assert_allclose(bl.leave_one_out(rows, ms, 800.0, [p["architecture"] for p in points]), 0.0, atol=1e-6)
+    # GEMM is the sum of conv and pointwise MACC
+    assert rows[0][0] == points[0]["work"]["conv"] + points[0]["work"]["pointwise"]
+
+
+def test_f769_is_the_h747_shape_scaled_on_its_two_card_points():
+    f769, h747 = bl.board_model("stm32f769i_disco"), bl.board_model("stm32h747i_disco")
+    assert f769["method"] == "transferred" and f769["from"] == "stm32h747i_disco"
+    lc = [p for p in bl.points_for("stm32h747i_disco") if p["architecture"] == "ST EfficientNet LC v1"]
+    cycles = [h747["cycles_per_unit"][k] for k in bl.KINDS]
+    shape = np.array([bl.predict_ms(cycles, bl.as_matrix([p["work"]])[0], 216.0) for p in lc])
+    x = shape / np.array([c.published_ms for c in BOARDS["stm32f769i_disco"].latency.calibration])
+    assert f769["scale"] == pytest.approx(x.sum() / (x * x).sum(), rel=1e-4)
+
+
+def test_h747_per_kind_model_beats_the_one_coefficient_model():
     entry = bl.board_model("stm32h747i_disco")
     assert entry["points"] == 8 and len(entry["architectures"]) == 6
     assert entry["median_abs_pct"] <= 15.0
@@ -96,27 +146,52 @@ def test_lc_v1_points_are_the_board_file_card_points():
 
 # --- board estimates ---------------------------------------------------------------------------
 
-def test_h747_estimate_uses_the_per_kind_model_and_carries_its_leave_one_out_error():
+def test_h747_estimate_uses_the_per_kind_model_and_carries_its_hold_out_bar():
     point = next(p for p in bl.points_for("stm32h747i_disco") if p["name"].startswith("squeezenet_v1.1"))
     macc = sum(point["work"][k] for k in ("conv", "pointwise", "depthwise"))
     b = board_model.estimate(BOARDS["stm32h747i_disco"], macc, 300_000, 700_000, work=point["work"])
     assert b["latency_method"] == "per-kind"
     assert abs(b["estimated_ms"] / point["published_ms"] - 1) < 0.1
     assert b["estimated_ms_one_coefficient"] > 2 * point["published_ms"]  # the one-coefficient model's error
-    assert b["latency_error"]["median_abs_pct"] == bl.board_model("stm32h747i_disco")["median_abs_pct"]
-    assert "SqueezeNet v1.1" in b["latency_error"]["architectures"]
+    bar = bl.board_model("stm32h747i_disco")["error_bar"]["pct"]
+    assert b["latency_bar_pct"] == bar and profile_md.error_bar(b) == f"{b['estimated_ms']:.2f} ±{bar:.1f}%"
+    assert "80th percentile" in profile_md.error_text(b) and "SqueezeNet v1.1" in b["latency_error"]["architectures"]
+    assert b["external_memory"] == {"applies": False, "extra_ms": 0.0, "basis": "activations fit internal RAM"}
 
 
-def test_two_point_boards_keep_one_coefficient_and_say_so():
-    b = board_model.estimate(BOARDS["stm32f769i_disco"], 19_831_552, 200_000, 500_000, work={k: 1 for k in bl.KINDS})
-    e = b["latency_error"]
-    assert b["latency_method"] == "one coefficient" and e["points"] == 2
-    assert e["architectures"] == ["ST EfficientNet LC v1"] and "not measured on other architectures" in e["note"]
-    # two points, one coefficient: each predicted from the other, by hand from the board file
-    (p0, p1) = BOARDS["stm32f769i_disco"].latency.calibration
-    x0, x1 = p0.macc / p0.published_ms, p1.macc / p1.published_ms
-    np.testing.assert_allclose(e["per_point_pct"], [100 * (x0 / x1 - 1), 100 * (x1 / x0 - 1)], atol=0.01)
-    assert board_model.estimate(BOARDS["b_u585i_iot02a"], 1, 1, 1)["latency_error"] is None
+def test_activations_beyond_internal_ram_add_the_fitted_external_term_and_say_so():
+    check = next(c for c in bl.load()["checks"]
+                 if c["name"] == "mobilenet_v2_0.35_224_int8" and c["board"] == "stm32h747i_disco")
+    board, macc = BOARDS["stm32h747i_disco"], sum(check["work"][k] for k in ("conv", "pointwise", "depthwise"))
+    inside = board_model.estimate(board, macc, 400 * 1024, 400_000, work=check["work"],
+                                  traffic_bytes=check["activation_traffic_bytes"])
+    outside = board_model.estimate(board, macc, 700 * 1024, 400_000, work=check["work"],
+                                   traffic_bytes=check["activation_traffic_bytes"])
+    term = bl.board_model("stm32h747i_disco")["external_memory"]
+    extra = term["cycles_per_byte"] * check["activation_traffic_bytes"] / 400e3
+    assert outside["estimated_ms"] == pytest.approx(inside["estimated_ms"] + extra, abs=1e-3)
+    assert "external RAM" in profile_md.error_bar(outside) and "fitted on 2 published times" in \
+        profile_md.error_text(outside)
+    # a board without a fitted term says its estimate has none
+    u5 = board_model.estimate(BOARDS["b_u585i_iot02a"], macc, 900 * 1024, 400_000, work=check["work"],
+                              traffic_bytes=check["activation_traffic_bytes"])
+    assert u5["external_memory"]["extra_ms"] is None and "no external-RAM term" in profile_md.error_text(u5)
+
+
+@pytest.mark.parametrize("name", ["stm32mp135f_dk2", "stm32mp257f_dk2", "stm32n6570_dk", "stm32f769i_disco"])
+def test_boards_calibrated_on_lc_v1_alone_print_no_error_bar(name):
+    work = next(p for p in bl.points_for("stm32h747i_disco") if p["name"].startswith("st_efficientnet"))["work"]
+    b = board_model.estimate(BOARDS[name], 19_831_552, 200_000, 500_000, work=work)
+    assert b["latency_error"] is None and b["latency_bar_pct"] is None
+    assert "±" not in profile_md.error_bar(b) and "(no error bar: 2 points)" in profile_md.error_bar(b)
+    text = profile_md.error_text(b)
+    assert "ST EfficientNet LC v1 only, 2 points" in text and "±" not in text
+    if name == "stm32f769i_disco":
+        assert b["latency_method"] == "transferred" and "per-kind shape" in text and "fdmobilenet" in text
+    else:
+        assert b["latency_method"] == "one coefficient" and "not measured on other architectures" in text
+    u5 = board_model.estimate(BOARDS["b_u585i_iot02a"], 1, 1, 1)
+    assert u5["latency_error"] is None and "uncalibrated" in profile_md.error_bar(u5)
 
 
 def test_ram_verdict_per_runtime_never_claims_a_misfit_for_an_unmodelled_runtime():

@@ -273,12 +273,18 @@ def test_report_labels_say_what_each_figure_is(staged):
     ram = result["int8_tflite"]["activation_ram"]
     assert "whole_tensor_peak_bytes" in ram and not any("lower_bound" in k for k in ram)
     h747 = result["boards"]["stm32h747i_disco"]
-    # every estimated time carries the leave-one-out error, and the architectures the fit has seen
+    # a fitted board's time carries its hold-out bar, said for what it is, and the architectures it saw
     row = next(line for line in text.splitlines() if line.startswith("| small.tflite") and "STM32H747I-DISCO" in line)
-    assert f"{h747['estimated_ms']:.2f} ±{h747['latency_error']['median_abs_pct']:.1f}%" in row
-    assert "leave-one-out median" in row and "SqueezeNet v1.1" in row and "ST EfficientNet LC v1" in row
+    assert f"{h747['estimated_ms']:.2f} ±{h747['latency_bar_pct']:.1f}%" in row
+    assert "80th percentile" in row and "SqueezeNet v1.1" in row and "ST EfficientNet LC v1" in row
+    # boards calibrated on the card's two LC v1 points print no ±; the F769 says it borrows the H747's shape
     f769 = next(line for line in text.splitlines() if line.startswith("| small.tflite") and "STM32F769I-DISCO" in line)
-    assert "one coefficient" in f769 and "not measured on other architectures" in f769
+    assert "per-kind shape" in f769 and "LC v1 only, 2 points" in f769 and "no error bar" in f769
+    mp135 = next(line for line in text.splitlines() if line.startswith("| small.tflite") and "STM32MP135F" in line)
+    assert "±" not in mp135 and "not measured on other architectures" in mp135
+    # energy: estimated, per board with a datasheet current, the battery named
+    assert "## Energy per inference, estimated" in text and "1000 mAh at 3.3 V" in text
+    assert result["boards"]["stm32h747i_disco"]["energy"]["uj"] > 0
     # RAM verdicts per runtime: ST Edge AI Core is not modelled without its report, never "no"
     for b in result["boards"].values():
         assert b["ram_fit_by_runtime"]["tflite_micro"]["fits"] == b["fits_ram"]

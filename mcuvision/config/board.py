@@ -6,6 +6,8 @@ board, `cycles_per_macc` (MCUs: time = MACC * cycles / clock) or `ms_per_mmacc` 
 whose clock does not map to one core), fitted on the seed card's published times listed under
 `latency.calibration`; a board without published figures states its `assumption` instead and
 is reported as uncalibrated. `vendor_backend: stedgeai` runs ST Edge AI Core when installed.
+`power` (optional): run-mode current and supply voltage from the chip's datasheet, for the energy
+per inference (mcuvision/profiling/energy.py).
 """
 from __future__ import annotations
 
@@ -68,6 +70,32 @@ class LatencySpec:
 
 
 @dataclass(frozen=True)
+class PowerSpec:
+    """`board.power`: the chip's run-mode current at the board's clock and its supply voltage, from the
+    datasheet named in `source`. A range (low, high) where the datasheet's conditions (peripherals on
+    or off, regulator, code) do not match an inference loop; low == high for a single figure."""
+    run_current_ma_low: float
+    run_current_ma_high: float
+    supply_v: float
+    source: str
+
+
+def _power(s: Mapping, prefix: str) -> PowerSpec | None:
+    if s.get("power") is None:
+        return None
+    section = mapping_at(s, "power", prefix, known=("run_current_ma", "supply_v", "source"))
+    pp = key_of(prefix, "power")
+    current = section.get("run_current_ma")
+    pair = current if isinstance(current, list) else [current]
+    ok = (len(pair) in (1, 2) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1.0e5
+                                      for v in pair) and pair[0] <= pair[-1])
+    require(ok, key_of(pp, "run_current_ma"), current, "a current in mA, or [low, high] with 0 < low <= high")
+    return PowerSpec(run_current_ma_low=float(pair[0]), run_current_ma_high=float(pair[-1]),
+                     supply_v=number(section, pp, "supply_v", 0.0, 60.0, low_open=True),
+                     source=_text(section, pp, "source"))
+
+
+@dataclass(frozen=True)
 class BoardConfig:
     """One STM32 board; attribute paths follow the YAML paths (`board.latency.value` is
     `config.latency.value`)."""
@@ -89,6 +117,7 @@ class BoardConfig:
     latency: LatencySpec
     vendor_backend: str
     stedgeai_target: str
+    power: PowerSpec | None = None  # none: no energy estimate (the board file says why)
 
     @classmethod
     def from_params(cls, params: Mapping) -> "BoardConfig":
@@ -164,7 +193,7 @@ class BoardConfig:
                    external_ram_kib=ext_ram, external_flash_kib=ext_flash, ram_fit=ram_fit, flash_fit=flash_fit,
                    runtime_ram_kib=_kib(s, prefix, "runtime_ram_kib"), code_flash_kib=_kib(s, prefix, "code_flash_kib"),
                    latency=LatencySpec(model=model, value=value, calibration=tuple(points), assumption=assumption),
-                   vendor_backend=backend, stedgeai_target=target)
+                   vendor_backend=backend, stedgeai_target=target, power=_power(s, prefix))
 
 
 def load_board_dir(folder: str | Path) -> dict[str, BoardConfig]:

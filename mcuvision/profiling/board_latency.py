@@ -20,8 +20,13 @@ Time: t_ms = sum_k c_k * work_k / (clock_MHz * 1000), c_k in cycles per unit (MA
 650 ms published time weigh the same. `leave_one_out` predicts each point from a fit on the
 others: that error, not the residual on the fitted points, is what the report prints.
 
-The fitted coefficients, the work counted on each calibration model and the published times
-live in board_latency.json beside this file (numbers only; ST's models are not in the project);
+A board may be fitted on fewer kinds (its entry's "kinds"), including DERIVED ones: the
+STM32MP157F-DK2 (TensorFlow Lite with XNNPACK on Cortex-A7) on "gemm" (conv + pointwise) and
+depthwise MACC.
+
+The fitted coefficients, the work counted on each calibration model, the published times, and ST's
+other published times used only as checks ("checks") live in board_latency.json beside this file
+(numbers only; ST's models are not in the project);
 `python benchmarks/fit_latency.py --zoo ../shared/reference/st_zoo_models --write` refits them.
 """
 from __future__ import annotations
@@ -36,7 +41,11 @@ from mcuvision.convert import tflite_graph
 from mcuvision.profiling import macc
 
 KINDS = ("conv", "pointwise", "depthwise", "elementwise", "ops")
-UNITS = {"conv": "MACC", "pointwise": "MACC", "depthwise": "MACC", "elementwise": "element", "ops": "op"}
+UNITS = {"conv": "MACC", "pointwise": "MACC", "depthwise": "MACC", "elementwise": "element", "ops": "op",
+         "gemm": "MACC"}
+# Kinds made of others: a board whose runtime runs kxk and 1x1 convolutions with one kernel (XNNPACK's
+# indirect GEMM on a Cortex-A) is fitted on their sum.
+DERIVED = {"gemm": ("conv", "pointwise")}
 DATA = Path(__file__).with_name("board_latency.json")
 # Operators that move no data (views of a tensor, or shape arithmetic on a few integers).
 _FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "STRIDED_SLICE", "PACK"}
@@ -69,9 +78,36 @@ def work(model) -> dict[str, int]:
     return out
 
 
+def activation_traffic(model) -> int:
+    """Bytes of activation tensors read and written by the operators that run, one int8 image.
+
+    Sum over every operator but the RESHAPE-like ones of the sizes (elements = bytes at int8) of its
+    non-constant inputs and its outputs: the traffic that goes to external RAM when the activation
+    buffer does not fit internal RAM (`external_memory`).
+    """
+    graph = model.subgraphs[0]
+    constant = {i for i, t in enumerate(graph.tensors)
+                if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
+    total = 0
+    for name, op in zip(tflite_graph.operator_names(model), graph.operators):
+        if name in _FREE:
+            continue
+        for index in [*op.inputs, *op.outputs]:
+            if index >= 0 and index not in constant:
+                total += int(np.prod(macc._shape(graph, index), dtype=np.int64))
+    return total
+
+
+def _count(row: dict, kind: str) -> float:
+    return float(sum(row[k] for k in DERIVED[kind]) if kind in DERIVED else row[kind])
+
+
 def as_matrix(rows: list[dict], kinds: tuple[str, ...] = KINDS) -> np.ndarray:
-    """Work dicts -> array (n_points, n_kinds) in `kinds` order; KeyError names a missing kind."""
-    return np.array([[float(r[k]) for k in kinds] for r in rows], dtype=np.float64).reshape(len(rows), len(kinds))
+    """Work dicts -> array (n_points, n_kinds) in `kinds` order (a DERIVED kind is the sum of its parts).
+
+    Raises KeyError naming a kind missing from a row.
+    """
+    return np.array([[_count(r, k) for k in kinds] for r in rows], dtype=np.float64).reshape(len(rows), len(kinds))
 
 
 def _check(work_rows: np.ndarray, published_ms: np.ndarray, clock_mhz: float) -> None:
@@ -147,13 +183,19 @@ def load(path: Path = DATA) -> dict:
 
 
 def board_model(name: str, path: Path = DATA) -> dict | None:
-    """The fitted per-kind model of board `name`, or None when no board of that name was fitted.
+    """The fitted model of board `name`, or None when board_latency.json has none for it.
 
-    Returns {"clock_mhz", "cycles_per_unit": {kind: c}, "leave_one_out_pct": {point: e},
-    "fitted_error_pct", "architectures", "one_coefficient_error_pct", ...} as written by
-    benchmarks/fit_latency.py.
+    A board fitted per kind: {"method": "per-kind", "clock_mhz", "kinds", "cycles_per_unit": {kind: c},
+    "leave_one_out_pct", "leave_one_architecture_out_pct", "error_bar", "coverage", "fitted_error_pct",
+    "architectures", "unseen", ...}; one whose shape comes from another board: {"method": "transferred",
+    "from", "scale", ...}. Written by benchmarks/fit_latency.py.
     """
     return load(path)["boards"].get(name)
+
+
+def kinds_of(entry: dict) -> tuple[str, ...]:
+    """The kinds a board's entry is fitted on, in its coefficients' order (KINDS when not stated)."""
+    return tuple(entry.get("kinds", KINDS))
 
 
 def points_for(board: str, path: Path = DATA) -> list[dict]:

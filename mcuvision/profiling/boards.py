@@ -1,15 +1,10 @@
 """Board estimates: inference time with its measured error, RAM and flash fit per runtime.
 
-Latency, two models (mcuvision/profiling/board_latency.py has the first):
-- per kind of work, for a board fitted in board_latency.json (the STM32H747I-DISCO: ST's six
-  model-zoo models and the seed card's two LC v1 times): cycles per conv/pointwise/depthwise MACC,
-  per elementwise element and per operator. Its error is the leave-one-out error on those points.
-- one coefficient from the board file, for boards with only the card's two LC v1 points:
-  t_ms = MACC * cycles_per_macc / (clock_MHz * 1000) for MCUs, MACC / 1e6 * ms_per_mmacc for
-  MPUs/NPUs, least squares on RELATIVE error through both points (x_i = MACC_i / published_ms_i,
-  a = sum(x_i) / sum(x_i^2)). Its leave-one-out error (fit on one point, predict the other) covers
-  one architecture only; on the H747 the same kind of model was off by +32% to +123% on ST's other
-  models, and the report says so.
+Latency (mcuvision/profiling/latency_estimate.py): per kind of work where a board is fitted in
+board_latency.json, the H747's shape transferred to the F769, else the board file's one coefficient
+(t_ms = MACC * cycles_per_macc / (clock_MHz * 1000) for MCUs, MACC / 1e6 * ms_per_mmacc for
+MPUs/NPUs, least squares on relative error through the card's points: x_i = MACC_i / published_ms_i,
+a = sum(x_i) / sum(x_i^2)). Energy per inference: mcuvision/profiling/energy.py.
 
 RAM fit, per runtime, against the memory named by `ram_fit` (flash: weights + the board's code
 flash vs `flash_fit`):
@@ -21,20 +16,13 @@ flash vs `flash_fit`):
 """
 from __future__ import annotations
 
-import numpy as np
-
 from mcuvision.config.board import BoardConfig
-from mcuvision.profiling import board_latency
+from mcuvision.profiling import board_latency, energy, latency_estimate
 
 KIB = 1024.0
 
 
-def predict_ms(board: BoardConfig, macc: int, value: float | None = None) -> float:
-    """The board file's one-coefficient time in ms for `macc` MACC (`value` overrides its coefficient)."""
-    coefficient = board.latency.value if value is None else value
-    if board.latency.model == "cycles_per_macc":
-        return macc * coefficient / (board.clock_mhz * 1000.0)
-    return macc / 1.0e6 * coefficient
+predict_ms = latency_estimate.one_coefficient_ms
 
 
 def fitted_value(board: BoardConfig) -> float | None:
@@ -62,41 +50,6 @@ def _budget(board: BoardConfig, kind: str) -> float:
     if kind == "ram":
         return board.arena_ram_kib if board.ram_fit == "internal" else board.external_ram_kib
     return board.flash_kib if board.flash_fit == "internal" else board.external_flash_kib
-
-
-def _range(errors: list[float]) -> str:
-    return f"{min(errors):+.0f}% to {max(errors):+.0f}%"
-
-
-def one_coefficient_error(board: BoardConfig) -> dict | None:
-    """Leave-one-out error (%) of the board file's one coefficient over its calibration points.
-
-    None for a board with fewer than two points (nothing to leave out). Returns
-    {"median_abs_pct", "max_abs_pct", "points", "per_point_pct", "architectures", "note"}.
-    """
-    if len(board.latency.calibration) < 2:
-        return None
-    rows = np.array([[p.macc] for p in board.latency.calibration], dtype=np.float64)
-    ms = np.array([p.published_ms for p in board.latency.calibration])
-    loo = board_latency.leave_one_out(rows, ms, 1.0)  # relative errors: the units cancel out
-    note = "one coefficient, calibrated on the seed card's ST EfficientNet LC v1 points only: not measured " \
-           "on other architectures"
-    h747 = board_latency.board_model("stm32h747i_disco")
-    if h747:
-        others = [e for n, e in h747["one_coefficient_error_pct"].items() if not n.startswith("st_efficientnet")]
-        note += f" (on the STM32H747I-DISCO such a model was off by {_range(others)} on ST's other models)"
-    return {**board_latency.summary(loo), "per_point_pct": [round(float(e), 2) for e in loo],
-            "architectures": ["ST EfficientNet LC v1"], "architecture_out": None, "note": note}
-
-
-def per_kind_error(fitted: dict) -> dict:
-    """The error block of a board fitted per kind (board_latency.json), in the same shape."""
-    out = fitted["architecture_out"]
-    return {"median_abs_pct": fitted["median_abs_pct"], "max_abs_pct": fitted["max_abs_pct"],
-            "points": fitted["points"], "per_point_pct": list(fitted["leave_one_out_pct"].values()),
-            "architectures": fitted["architectures"], "architecture_out": out,
-            "note": f"with every resolution of the held-out architecture left out too: median "
-                    f"{out['median_abs_pct']:.1f}%, worst {out['max_abs_pct']:.1f}%"}
 
 
 def stedgeai_peak_ratio() -> tuple[float, float] | None:
@@ -138,35 +91,27 @@ def ram_verdicts(board: BoardConfig, arena_total_bytes: int, vendor: dict | None
 
 
 def estimate(board: BoardConfig, macc: int, arena_total_bytes: int, weights_bytes: int,
-             work: dict | None = None, vendor: dict | None = None) -> dict:
+             work: dict | None = None, vendor: dict | None = None, traffic_bytes: int | None = None) -> dict:
     """Everything the report says about one board; nothing here is measured on the board.
 
-    macc: conv + depthwise + dense MACC; work: board_latency.work counts (the per-kind model is
-    used when given and the board is in board_latency.json); arena_total_bytes: TFLite Micro's
-    arena total; weights_bytes: constant tensors; vendor: stedgeai.run's figures, if it ran.
-    Times in ms, memory in KiB; `latency_error` is the leave-one-out error in % (None when the
-    board is uncalibrated).
+    macc: conv + depthwise + dense MACC; work: board_latency.work counts (the fitted or transferred
+    model is used when given and the board is in board_latency.json); arena_total_bytes: TFLite Micro's
+    arena total; weights_bytes: constant tensors; vendor: stedgeai.run's figures, if it ran;
+    traffic_bytes: board_latency.activation_traffic (for the external-RAM term). Times in ms, memory
+    in KiB, energy in µJ (latency_estimate.estimate and energy.energy say what each block holds).
     """
-    fitted = board_latency.board_model(board.name) if work is not None else None
-    one = predict_ms(board, macc)
-    if fitted:
-        cycles = [fitted["cycles_per_unit"][k] for k in board_latency.KINDS]
-        ms = float(board_latency.predict_ms(cycles, board_latency.as_matrix([work])[0], board.clock_mhz))
-        method, error = "per-kind", per_kind_error(fitted)
-    else:
-        ms, method, error = one, "one coefficient", one_coefficient_error(board)
+    ram = ram_verdicts(board, arena_total_bytes, vendor)
+    tflm = ram["tflite_micro"]
+    external = board.ram_fit == "internal" and tflm["fits"] is False
+    latency = latency_estimate.estimate(board, macc, work, traffic_bytes, external)
     errors = calibration_errors(board)
     fitted_value_ = fitted_value(board)
-    ram = ram_verdicts(board, arena_total_bytes, vendor)
     flash_needed = weights_bytes / KIB + board.code_flash_kib
     flash_budget = _budget(board, "flash")
-    tflm = ram["tflite_micro"]
     return {
         "display_name": board.display_name, "series": board.series, "engine": board.engine,
-        "execution_engine": board.execution_engine, "clock_mhz": board.clock_mhz,
-        "estimated_ms": round(ms, 3), "latency_method": method, "latency_error": error,
-        "latency_coefficients": fitted["cycles_per_unit"] if fitted else None,
-        "estimated_ms_one_coefficient": round(one, 3),
+        "execution_engine": board.execution_engine, "clock_mhz": board.clock_mhz, **latency,
+        "energy": energy.energy(board.power, latency["estimated_ms"], latency["latency_bar_pct"]),
         "latency_model": board.latency.model, "latency_value": board.latency.value,
         "latency_value_fitted": None if fitted_value_ is None else round(fitted_value_, 5),
         "calibrated": board.latency.calibrated, "assumption": board.latency.assumption or None,

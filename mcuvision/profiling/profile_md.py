@@ -3,8 +3,9 @@
 Every column says where its figure comes from: "measured (TFLite Micro)" for what the real
 microcontroller runtime allocated on this host, "measured on this host" for host latency,
 "computed" for figures read from the graph, "estimated (board model)" for anything about a
-board, which no run here has touched. Every estimated time carries its latency model's
-leave-one-out error, and RAM verdicts are given per runtime, "not modelled" where none was.
+board, which no run here has touched. An estimated time carries a ± only where its model was
+fitted on several architectures (the hold-out bar), RAM verdicts are given per runtime, "not
+modelled" where none was, and energy per inference is labelled estimated.
 """
 from __future__ import annotations
 
@@ -19,18 +20,34 @@ def _fit(ok: bool | None, margin: float | None) -> str:
 
 
 def error_bar(b: dict) -> str:
-    """A board's estimated time with its leave-one-out error, e.g. "158.74 ±4.5%"."""
-    e = b.get("latency_error")
-    return f"{b['estimated_ms']:.2f} " + (f"±{e['median_abs_pct']:.1f}%" if e else "(no error measured)")
+    """A board's estimated time with its error bar where one is measured, e.g. "158.74 ±8.6%"; a board
+    calibrated on too few points or not at all says so instead of printing a ±."""
+    bar = b.get("latency_bar_pct")
+    if bar is not None:
+        text = f"{b['estimated_ms']:.2f} ±{bar:.1f}%"
+    else:
+        text = f"{b['estimated_ms']:.2f} " + ("(no error bar: 2 points)" if b.get("calibrated") else "(uncalibrated)")
+    memory = b.get("external_memory") or {}
+    return text + (" (activations in external RAM)" if memory.get("applies") else "")
 
 
 def error_text(b: dict) -> str:
-    """How the error bar of a board's time was measured, in words, for a table cell."""
-    e = b.get("latency_error")
-    if not e:
-        return f"**uncalibrated**: no published time to measure an error on ({b.get('assumption')})"
-    return (f"leave-one-out median {e['median_abs_pct']:.1f}%, worst {e['max_abs_pct']:.1f}% over {e['points']} "
-            f"published times; seen: {', '.join(e['architectures'])}; {e['note']}")
+    """What a board's time is calibrated on and how its error bar was measured, in words, for a table cell."""
+    e, memory = b.get("latency_error"), (b.get("external_memory") or {})
+    tail = f"; {memory['basis']}" if memory.get("applies") else ""
+    if e:
+        unseen = e["unseen"]
+        seen = (f"; on {unseen['count']} of ST's published models it never saw: {unseen['min_pct']:+.1f}% to "
+                f"{unseen['max_pct']:+.1f}%, {unseen['covered']} inside the bar") if unseen["count"] else ""
+        return (f"± = {e['note']}; seen: {', '.join(e['architectures'])}; holding each architecture out of the fit "
+                f"and of the bar, the bar covered {e['coverage']}{seen}; leave-one-point-out median "
+                f"{e['median_abs_pct']:.1f}%" + tail)
+    if not b.get("calibrated"):
+        return f"**uncalibrated**: no published time to measure an error on ({b.get('assumption')})" + tail
+    checks = b.get("latency_checks")
+    seen = ("; on ST's published models it never saw: " + ", ".join(f"{n} {v:+.1f}%" for n, v in checks.items())
+            if checks else "; not measured on other architectures")
+    return f"calibrated on {b['calibrated_on']}{seen}" + tail
 
 
 def render(p: dict) -> str:
@@ -42,7 +59,7 @@ def render(p: dict) -> str:
            f"Measured on this host ({p['host']['cpu']}) with TFLite Micro {p['host']['versions']['tflite_micro']}, "
            f"LiteRT {p['host']['versions']['litert']} and onnxruntime {p['host']['versions']['onnxruntime']}. "
            "No board was attached: every board figure is an **estimate** (conf/board and the per-kind latency "
-           "model, with its leave-one-out error), never a measurement.", ""]
+           "model, with its hold-out error bar where one is measured), never a measurement.", ""]
 
     out += ["## Memory footprint", "",
             "Shaped like the seed card's \"Reference MCU memory footprints\". Activation RAM is TFLite Micro's "
@@ -102,16 +119,18 @@ def render(p: dict) -> str:
     out += [f"- ST Edge AI Core: {text}." for text in sorted(basis)] + [""]
 
     out += ["## Inference time", "", "Shaped like the seed card's \"Reference MCU/MPU inference time\". "
-            "Each time carries its model's leave-one-out error (median over the published times it was checked "
-            "on; the worst case is in the last column).", ""]
+            "The ± is printed only where a board's model was fitted on several architectures: it is the 80th "
+            "percentile of the errors with each architecture held out of the fit. Boards calibrated on the card's "
+            "two LC v1 points print no ±.", ""]
     header = ["Model", "Format", "Resolution", "Board", "Execution Engine", "Frequency",
-              "Inference time (ms), estimated (board model) ± leave-one-out error", "Latency model",
-              "Error (how measured)"]
+              "Inference time (ms), estimated (board model) ± hold-out error bar", "Latency model",
+              "Calibrated on, and error (how measured)"]
     rows = []
     for b in p["boards"].values():
         rows.append([name, "Int8", res, b["display_name"], b["execution_engine"], f"{b['clock_mhz']:g} MHz",
                      error_bar(b), _model_text(b), error_text(b)])
     out += table(header, rows)
+    out += energy_section(p["boards"].values())
     header = ["Runtime", "Format", "Threads", "Median (ms), measured on this host", "p10-p90 (ms)", "min-max (ms)",
               "Runs", "Kernels"]
     rows = [[s["runtime"], fmt, s["threads"], f"{s['median_ms']:.2f}", f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f}",
@@ -124,21 +143,22 @@ def render(p: dict) -> str:
     out += [f"Host latency, measured on this host ({p['host']['cpu']}), single image, after one warm-up run:", ""]
     out += table(header, rows)
 
-    out += ["## Board latency models: leave-one-out error", "",
+    out += ["## Board latency models: calibration and hold-out error", "",
             "Per kind of work where a board has a fitted model (mcuvision/profiling/board_latency.json; refit with "
-            "`python benchmarks/fit_latency.py`): cycles per conv, pointwise and depthwise MACC, per elementwise "
-            "element and per operator, non-negative least squares on relative error. Otherwise the board file's "
-            "one coefficient, fitted on the seed card's two LC v1 points. Leave-one-out: each published time "
-            "predicted by a fit on the others; the residual on a fitted point is not shown as an error.", ""]
-    header = ["Board", "Latency model", "Points", "Leave-one-out error (median / worst)", "Architectures seen",
+            "`python benchmarks/fit_latency.py --cached`): cycles per unit of each kind of work, non-negative least "
+            "squares on relative error. The STM32F769I-DISCO uses the H747's per-kind shape with one scale; the other "
+            "boards the board file's one coefficient. Hold-out: each published time predicted by a fit without "
+            "any resolution of its architecture; the residual on a fitted point is not shown as an error.", ""]
+    header = ["Board", "Latency model", "Calibrated on", "Error bar", "Hold-out error (median / worst)",
               "This model's work"]
     rows = []
     for b in p["boards"].values():
         e = b.get("latency_error")
         work = ", ".join(f"{k} {v:,}" for k, v in t.get("work", {}).items()) if b.get("latency_coefficients") else "-"
-        rows.append([b["display_name"], _model_text(b), e["points"] if e else 0,
-                     f"{e['median_abs_pct']:.1f}% / {e['max_abs_pct']:.1f}%" if e else "uncalibrated",
-                     ", ".join(e["architectures"]) if e else (b.get("assumption") or "-"), work])
+        rows.append([b["display_name"], _model_text(b), b.get("calibrated_on", "-"),
+                     f"±{e['bar_pct']:.1f}% ({e['percentile']:g}th percentile)" if e else "none (too few points)",
+                     f"{e['architecture_out']['median_abs_pct']:.1f}% / {e['architecture_out']['max_abs_pct']:.1f}%"
+                     if e else "-", work])
     out += table(header, rows)
 
     vendor = {k: b["vendor"] for k, b in p["boards"].items() if b.get("vendor")}
@@ -156,9 +176,38 @@ def render(p: dict) -> str:
     return "\n".join(out)
 
 
+def energy_section(boards) -> list[str]:
+    """The energy-per-inference table (every figure estimated: mcuvision/profiling/energy.py)."""
+    rows, battery = [], None
+    for b in boards:
+        e = b.get("energy")
+        if e is None:
+            rows.append([b["display_name"], "not estimated: no datasheet run-mode current in the board file "
+                         "(its comment says why)", "-", "-", "-", "-"])
+            continue
+        battery = e["battery"]
+        charge, year = e["inferences_per_charge"], e["per_hour_for_a_year"]
+        rows.append([b["display_name"], f"{e['uj']:,.0f} ({e['uj_low']:,.0f}-{e['uj_high']:,.0f})",
+                     f"{e['mw_low']:g}-{e['mw_high']:g}", _span(charge, "{:,}"), _span(year, "{:g}"),
+                     f"{e['basis']}; {e['source']}"])
+    return (["## Energy per inference, estimated", "",
+             "Estimated, not measured: the estimated time (± its error bar where the board has one) × the chip's "
+             "run-mode current × supply voltage from its datasheet (cited per board). The chip alone, not the board "
+             "(SDRAM, display, debugger); inferences per charge count only the inferences' energy (no sleep current, "
+             f"no converter loss), so they are upper bounds. Battery: {battery or '1000 mAh at 3.3 V'}.", ""]
+            + table(["Board", "Energy per inference (µJ), estimated (interval)", "Active power (mW), datasheet",
+                     f"Inferences per charge of {battery or 'the battery'}, estimated",
+                     "Inferences per hour for the battery to last a year, estimated", "Basis and source"], rows))
+
+
+def _span(pair: list, form: str) -> str:
+    return "-" if None in pair else f"{form.format(pair[0])}-{form.format(pair[1])}"
+
+
 def _model_text(b: dict) -> str:
     if b.get("latency_coefficients"):
-        return "per kind: " + ", ".join(f"{k} {v:.3g}" for k, v in b["latency_coefficients"].items()) + \
+        kind = "per kind" if b.get("latency_method") == "per-kind" else "the H747's per-kind shape, scaled"
+        return f"{kind}: " + ", ".join(f"{k} {v:.3g}" for k, v in b["latency_coefficients"].items()) + \
             " cycles per MACC/element/op"
     unit = "cycles/MACC" if b["latency_model"] == "cycles_per_macc" else "ms/MMACC"
     return f"one coefficient: {b['latency_value']:g} {unit}"

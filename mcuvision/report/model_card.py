@@ -104,9 +104,10 @@ def _latency(meta: dict, profile: dict) -> list[str]:
                      f"{q['latency']['onnxruntime_1_thread']['median_ms']:.2f}"])
     return (["## Inference time", "",
              f"**Estimated**, not measured: {res}, int8, from each board's latency model (per kind of work where "
-             "fitted on published times, else the board file's one coefficient), ± its leave-one-out error: each "
-             "published time predicted by a fit on the others.", ""]
-            + table(["Board", "Execution Engine", "Frequency", "Inference time (ms), estimated ± leave-one-out error",
+             "fitted on published times, else the board file's one coefficient). The ± is printed only where the "
+             "model was fitted on several architectures: the 80th percentile of its errors with each architecture "
+             "held out of the fit. Boards calibrated on two points print none.", ""]
+            + table(["Board", "Execution Engine", "Frequency", "Inference time (ms), estimated ± hold-out error bar",
                      "Inf / sec", "Error (how measured)"], rows)
             + [f"Measured on this host ({profile['host']['cpu']}), median of {profile['host']['repeats']} "
                "single-image runs:", ""]
