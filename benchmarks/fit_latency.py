@@ -1,7 +1,7 @@
 """Refit the board latency models on published times and print their hold-out errors and checks.
 
     python benchmarks/fit_latency.py --zoo ../shared/reference/st_zoo_models [--write]
-    python benchmarks/fit_latency.py --cached          # refit from the counts kept in the JSON
+    python benchmarks/fit_latency.py --cached [--results]   # refit from the counts kept in the JSON
 
 Boards (the points and their sources: benchmarks/zoo_counts.py):
 - STM32H747I-DISCO (Cortex-M7, 400 MHz): per kind (conv, pointwise, depthwise MACC, elementwise
@@ -19,11 +19,18 @@ Error bars: the 80th percentile of |error| with every resolution of the held-out
 out (mcuvision/profiling/holdout.py), and the coverage check of that bar.
 Only counts (facts) and published figures go into mcuvision/profiling/board_latency.json with --write;
 ST's models (SLA0044) are read where they lie and never copied.
+
+--results (implied by --write) writes the tables of docs/profiling.md to benchmarks/results/ (render them
+with benchmarks/render_docs.py): board_latency_h747.csv and board_latency_mp157.csv (the fitted points),
+board_latency_checks.csv (ST's other published times, never fitted) and energy_lc_v1_128.csv (every
+board's estimate for ST EfficientNet LC v1 at 128, from the counts in the JSON and the TFLite Micro
+arena measured in profile_lc_v1_128.csv, as the profile stage makes it).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -33,11 +40,13 @@ import numpy as np
 
 from benchmarks import zoo_counts
 from mcuvision.atomic import write_json
-from mcuvision.config.board import BoardConfig
+from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.profiling import board_latency as bl
-from mcuvision.profiling import external_memory, holdout
+from mcuvision.profiling import boards as board_estimate
+from mcuvision.profiling import external_memory, holdout, latency_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 H747, MP157, F769 = "stm32h747i_disco", "stm32mp157f_dk2", "stm32f769i_disco"
 KINDS = {H747: bl.KINDS, MP157: ("gemm", "depthwise")}
 ZOO_SOURCE = {H747: "ST model zoo, STM32Cube.AI 7.3.0 on STM32H747I-DISCO at 400 MHz (st_zoo_models/published.csv)",
@@ -206,11 +215,122 @@ def print_checks(title: str, entry: dict, checks: list[dict]) -> None:
               f"| {c['published_activation_kib']:g} |")
 
 
+# --- the CSVs of docs/profiling.md ----------------------------------------------------------------
+
+def display(point: dict) -> str:
+    """'MobileNet v1 0.25, 224' for mobilenet_v1_0.25_224_int8."""
+    alpha = re.search(r"_(0\.\d+)_", point["name"])
+    return f"{point['architecture']}{' ' + alpha[1] if alpha else ''}, {point['resolution']}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def _work_ms(entry: dict, work: dict) -> float:
+    kinds = entry["kinds"]
+    cycles = [entry["cycles_per_unit"][k] for k in kinds]
+    return float(bl.predict_ms(cycles, bl.as_matrix([work], kinds)[0], entry["clock_mhz"]))
+
+
+def fit_rows(entry: dict, points: list[dict], config: BoardConfig) -> list[dict]:
+    """One row per fitted point: published, fitted, the board file's one coefficient, the hold-out errors."""
+    rows = []
+    for p in points:
+        ms = p["published_ms"]
+        fitted = _work_ms(entry, p["work"])
+        one = latency_estimate.one_coefficient_ms(config, sum(p["work"][k] for k in ("conv", "pointwise",
+                                                                                      "depthwise")))
+        rows.append({"model": display(p), "tool": p["tool"], "published_ms": f"{ms:.2f}",
+                     "fitted_ms": f"{fitted:.2f}", "fitted_error_pct": _signed(100 * (fitted / ms - 1)),
+                     "one_coefficient_ms": f"{one:.2f}", "one_coefficient_error_pct": _signed(100 * (one / ms - 1)),
+                     "leave_one_out_error_pct": _signed(entry["leave_one_out_pct"][p["name"]]),
+                     "architecture_out_error_pct": _signed(entry["leave_one_architecture_out_pct"][p["name"]])})
+    return rows
+
+
+def check_rows(entry: dict, checks: list[dict], config: BoardConfig) -> list[dict]:
+    """ST's other published times on one board: the estimate, its error, and whether the board's bar covers it.
+
+    A model whose activations exceed the board's internal RAM gets the external-RAM term fitted on the
+    other such models (the term is fitted on them, so each is predicted from the others)."""
+    term = entry.get("external_memory") or {}
+    outside = [c for c in checks if c["name"] in term.get("fitted_on", ())]
+    base = {c["name"]: _work_ms(entry, c["work"]) for c in checks}
+    held_out = dict(zip([c["name"] for c in outside], external_memory.leave_one_out(
+        [base[c["name"]] for c in outside], [c["published_ms"] for c in outside],
+        [c["activation_traffic_bytes"] for c in outside], config.clock_mhz))) if len(outside) > 1 else {}
+    bar = entry.get("error_bar", {}).get("pct")
+    rows = []
+    for c in checks:
+        ms = c["published_ms"]
+        error = held_out.get(c["name"], 100 * (base[c["name"]] / ms - 1))
+        note = "external RAM: term fitted on the other model" if c["name"] in held_out else ""
+        rows.append({"board": config.display_name, "model": display(c), "tool": c["tool"].split(",")[0],
+                     "published_ms": f"{ms:.2f}", "estimated_ms": f"{ms * (1 + error / 100):.2f}",
+                     "error_pct": _signed(error), "bar_pct": "" if bar is None else f"{bar:.1f}",
+                     "covered": "no bar" if bar is None else ("yes" if abs(error) <= bar else "no"), "note": note})
+    return rows
+
+
+def energy_rows(points: list[dict]) -> list[dict]:
+    """Every board's time and energy per inference for ST EfficientNet LC v1 at 128, as the profile stage
+    estimates them: the work counted on the card's model (in the JSON) and the TFLite Micro arena and
+    weights measured on the project's model (profile_lc_v1_128.csv) for the RAM verdict."""
+    lc = next(p for p in points if p["board"] == H747 and p["resolution"] == 128
+              and p["architecture"] == "ST EfficientNet LC v1")
+    with (RESULTS / "profile_lc_v1_128.csv").open(encoding="utf-8") as f:
+        measured = {row["figure"]: int(row["value"]) for row in csv.DictReader(f)}
+    macc = sum(lc["work"][k] for k in ("conv", "pointwise", "depthwise"))
+    rows = []
+    first = (H747, F769, "b_u585i_iot02a")  # the boards with a power section, then the others by name
+    configs = load_board_dir(ROOT / "conf" / "board").values()
+    for config in sorted(configs, key=lambda b: (first.index(b.name) if b.name in first else len(first), b.name)):
+        e = board_estimate.estimate(config, macc, measured["TFLite Micro arena total"], measured["weights flash"],
+                                    lc["work"], None, lc["activation_traffic_bytes"])
+        bar, energy = e["latency_bar_pct"], e["energy"]
+        time = ("no error bar" if config.latency.calibrated else "uncalibrated") if bar is None else f"±{bar:.1f}%"
+        row = {"board": config.display_name, "estimated_ms": f"{e['estimated_ms']:.2f}", "time_error": time,
+               "uj": "", "uj_low": "", "uj_high": "", "mw_low": "", "mw_high": "", "per_charge_low": "",
+               "per_charge_high": "", "per_hour_for_a_year_low": "", "per_hour_for_a_year_high": "",
+               "source": "no datasheet current known with confidence (no power section in the board file)"}
+        if energy is not None:
+            row.update({"uj": f"{energy['uj']:.0f}", "uj_low": f"{energy['uj_low']:.0f}",
+                        "uj_high": f"{energy['uj_high']:.0f}", "mw_low": f"{energy['mw_low']:g}",
+                        "mw_high": f"{energy['mw_high']:g}",
+                        "per_charge_low": str(energy["inferences_per_charge"][0]),
+                        "per_charge_high": str(energy["inferences_per_charge"][1]),
+                        "per_hour_for_a_year_low": f"{energy['per_hour_for_a_year'][0]:g}",
+                        "per_hour_for_a_year_high": f"{energy['per_hour_for_a_year'][1]:g}",
+                        "source": energy["source"]})
+        rows.append(row)
+    return rows
+
+
+def write_csv(name: str, rows: list[dict]) -> None:
+    with (RESULTS / name).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {(RESULTS / name).relative_to(ROOT)}")
+
+
+def write_results(boards: dict, on: dict, checks_on: dict, points: list[dict]) -> None:
+    write_csv("board_latency_h747.csv", fit_rows(boards[H747], on[H747], board(H747)))
+    write_csv("board_latency_mp157.csv", fit_rows(boards[MP157], on[MP157], board(MP157)))
+    write_csv("board_latency_checks.csv", [row for name in (H747, MP157, F769)
+                                           for row in check_rows(boards[name], checks_on[name], board(name))])
+    write_csv("energy_lc_v1_128.csv", energy_rows(points))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, help="folder with ST's .tflite models and published.csv")
     parser.add_argument("--cached", action="store_true", help="refit from the counts already in the JSON")
-    parser.add_argument("--write", action="store_true", help=f"update {bl.DATA.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true",
+                        help=f"update {bl.DATA.relative_to(ROOT)} and the CSVs of --results")
+    parser.add_argument("--results", action="store_true",
+                        help=f"write the tables of docs/profiling.md to {RESULTS.relative_to(ROOT)}/")
     args = parser.parse_args()
     if (args.zoo is None) == (not args.cached):
         parser.error("give exactly one of --zoo DIR or --cached")
@@ -252,6 +372,8 @@ def main() -> None:
             "points": points, "checks": checks, "boards": boards})
         write_json(bl.DATA, data)
         print(f"wrote {bl.DATA.relative_to(ROOT)}")
+    if args.write or args.results:
+        write_results(boards, on, checks_on, points)  # after --write: the energy reads the JSON just written
 
 
 if __name__ == "__main__":

@@ -278,9 +278,35 @@ def calibration(rows: Rows) -> tuple[list[str], list[list[str]]]:
 
 
 def board_latency(rows: Rows) -> tuple[list[str], list[list[str]]]:
-    return (["model", "published ms", "one coefficient", "fitted per kind of work", "leave-one-out error"],
-            [[r["model"], r["published_ms"], f"{r['one_coefficient_ms']} ({r['one_coefficient_error_pct']}%)",
-              f"{r['fitted_ms']} ({r['fitted_error_pct']}%)", f"{r['leave_one_out_error_pct']}%"] for r in rows])
+    return (["model", "tool", "published ms", "estimated ms (fitted)", "leave-one-out", "architecture held out",
+             "one coefficient (board file)"],
+            [[r["model"], r["tool"], r["published_ms"], f"{r['fitted_ms']} ({r['fitted_error_pct']}%)",
+              f"{r['leave_one_out_error_pct']}%", f"{r['architecture_out_error_pct']}%",
+              f"{r['one_coefficient_ms']} ({r['one_coefficient_error_pct']}%)"] for r in rows])
+
+
+def latency_checks(rows: Rows) -> tuple[list[str], list[list[str]]]:
+    def covered(r: dict) -> str:
+        if not r["bar_pct"]:
+            return r["covered"]
+        return f"{'yes' if r['covered'] == 'yes' else '**no**'} (±{r['bar_pct']}%)"
+    return (["board", "model", "tool", "published ms", "estimated ms", "error", "inside the board's bar"],
+            [[r["board"], r["model"] + (f" ({r['note']})" if r["note"] else ""), r["tool"], r["published_ms"],
+              r["estimated_ms"], f"{r['error_pct']}%", covered(r)] for r in rows])
+
+
+def energy(rows: Rows) -> tuple[list[str], list[list[str]]]:
+    body = []
+    for r in rows:
+        time = f"{r['estimated_ms']} ({r['time_error']})"
+        if not r["uj"]:
+            body.append([r["board"], time, "not estimated: " + r["source"], "", "", "", ""])
+            continue
+        body.append([r["board"], time, f"{count(r['uj'])} ({count(r['uj_low'])}-{count(r['uj_high'])})",
+                     f"{r['mw_low']}-{r['mw_high']}", f"{count(r['per_charge_low'])}-{count(r['per_charge_high'])}",
+                     f"{r['per_hour_for_a_year_low']}-{r['per_hour_for_a_year_high']}", r["source"].split(" ")[0]])
+    return (["board", "time ms (error bar)", "energy µJ (interval)", "mW (datasheet)", "inferences per charge",
+             "per hour for a year", "datasheet"], body)
 
 
 def profile_figures(rows: Rows) -> tuple[list[str], list[list[str]]]:
@@ -297,6 +323,9 @@ VIEWS: dict[str, dict[str, Callable[[Rows], tuple[list[str], list[list[str]]]]]]
     "w4w8_flowers.csv": {"w4w8": w4w8},
     "calibration_images.csv": {"calibration": calibration},
     "board_latency_h747.csv": {"board_latency": board_latency},
+    "board_latency_mp157.csv": {"board_latency": board_latency},
+    "board_latency_checks.csv": {"checks": latency_checks},
+    "energy_lc_v1_128.csv": {"energy": energy},
     "profile_lc_v1_128.csv": {"profile": profile_figures},
 }
 
