@@ -143,7 +143,7 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
     files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
                        tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
                        train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
-                       out=tmp_path / "artifacts")
+                       manifest_path=run["manifest"], raw=run["raw"], out=tmp_path / "artifacts")
     art = tmp_path / "artifacts"
     stem = "st_efficientnetlcv1_64_tfs"
     for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
@@ -181,7 +181,7 @@ def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained,
     export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
                tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
                train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
-               out=tmp_path / "artifacts")
+               manifest_path=run["manifest"], raw=run["raw"], out=tmp_path / "artifacts")
     art = tmp_path / "artifacts"
     readme = (art / "README.md").read_text()
     snippet = readme.split("```python\n")[1].split("```")[0]

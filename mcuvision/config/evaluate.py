@@ -31,10 +31,11 @@ class EvaluateConfig:
     batch_size: int
     top_k: int
     guards: Guards
+    golden_images: int = 8  # images of `split` export writes as golden vectors (artifacts/golden/)
 
     @classmethod
     def from_params(cls, params: Mapping) -> "EvaluateConfig":
         s = mapping_at(params, "evaluate", known=fields_of(cls))
         return cls(name=str(s.get("name")), split=choice(s, "evaluate", "split", SPLITS),
                    batch_size=integer(s, "evaluate", "batch_size", 1), top_k=integer(s, "evaluate", "top_k", 2),
-                   guards=Guards.from_params(params))
+                   guards=Guards.from_params(params), golden_images=integer(s, "evaluate", "golden_images", 1))
