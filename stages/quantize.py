@@ -9,6 +9,9 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
    split stays within tolerance of the int8 QDQ model's (mcuvision/convert/int4_search.py); the test
    split stays untouched for the evaluate stage. The --w4w8 folder is written either way (DVC
    needs the output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
+6. `quantize.layer_error_images` validation images: the int8 TFLite model's error per layer (SQNR, RMSE
+   in quantization steps) by TensorFlow Lite's quantization debugger, and the worst layers' share of the
+   output error (mcuvision/convert/layer_error.py), to --reports (CSV and plot) and the metrics.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from mcuvision.atomic import atomic_dir, atomic_path, write_json
 from mcuvision.config.base import ConfigError, load_params, seed_of
 from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.convert import int4_search
+from mcuvision.convert import int4_search, layer_error, quantization
 from mcuvision.convert.onnx_graph import weights_bytes as onnx_weights_bytes
 from mcuvision.convert.quantization import QuantizationError, check_int8, float_onnx, int8_tflite, qdq_onnx
 from mcuvision.data.input_pipeline import Split, decode_all, read_split
@@ -115,8 +118,35 @@ def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.nd
     return record
 
 
+def layer_error_report(config: QuantizeConfig, model, calibration: np.ndarray, validation: np.ndarray,
+                       reference: np.ndarray, deployed: bytes, seed: int, out: Path) -> dict:
+    """The per-layer error of the int8 model on `config.layer_error_images` of the `validation` images (uint8
+    (n, H, W, 3), drawn with RandomState(seed + 2); all when fewer), `reference` the float model's
+    probabilities on them: CSV and plot into the `out` folder, and the record for the metrics. With
+    layer_error_images 0, `out` holds only the CSV's header and the record says so."""
+    count = min(config.layer_error_images, len(validation))
+    with atomic_dir(out) as tmp:
+        if not count:
+            pd.DataFrame(columns=layer_error.COLUMNS).to_csv(tmp / layer_error.CSV_FILE, index=False)
+            return {"images": 0}
+        chosen = sorted(np.random.RandomState(seed + 2).choice(len(validation), size=count, replace=False))
+        print(f"quantize: per-layer int8 error on {count} validation images (TensorFlow Lite's quantization "
+              "debugger)", flush=True)
+        converter = quantization.int8_converter(model, calibration, config, float_io=True)
+        errors = layer_error.measure(converter, validation[chosen], reference[chosen],
+                                     {layer.name for layer in model.layers}, deployed)
+        layer_error.write_reports(errors, tmp)
+    if not errors.matches_deployed:
+        print("quantize: warning: the debugged model's int8 scales differ from models/int8.tflite's: the per-layer "
+              "report describes a sibling of the deployed model", flush=True)
+    return layer_error.record(errors)
+
+
 def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_path: Path, manifest_path: Path,
-        raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, w4w8_out: Path, metrics_out: Path) -> dict:
+        raw: Path, tflite_out: Path, onnx_out: Path, qdq_out: Path, w4w8_out: Path, metrics_out: Path,
+        reports_out: Path | None = None) -> dict:
+    """Write the models, the --w4w8 folder, the metrics and, with `reports_out`, the per-layer error report
+    (see the module docstring); returns the metrics."""
     require_inputs(keras_path, manifest_path, raw)
     model = load_float_model(keras_path)
     manifest = pd.read_csv(manifest_path)
@@ -155,6 +185,9 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
                           "agreement_runtime": ("onnxruntime, QDQ not fused into x86 int8 kernels "
                                                 "(see mcuvision/runtime/runners.py)")},
     }
+    if reports_out is not None:
+        metrics["layer_error"] = layer_error_report(config, model, calibration, validation, reference, tflite, seed,
+                                                    reports_out)
     search = None
     if config.w4w8.enabled:
         print(f"quantize: int4/int8 search on {len(search_split)} train images held out of calibration", flush=True)
@@ -187,7 +220,7 @@ def summary(metrics: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Quantize the float model to int8 TFLite, QDQ ONNX and, "
                                                  "when quantize.w4w8.enabled, int4/int8 QDQ ONNX.")
-    for name in ("model", "manifest", "raw", "tflite", "onnx", "qdq", "w4w8", "metrics"):
+    for name in ("model", "manifest", "raw", "tflite", "onnx", "qdq", "w4w8", "metrics", "reports"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     try:
@@ -196,7 +229,7 @@ def main() -> None:
         seed = seed_of(params)
         metrics = run(config, model_config, seed, keras_path=args.model, manifest_path=args.manifest, raw=args.raw,
                       tflite_out=args.tflite, onnx_out=args.onnx, qdq_out=args.qdq, w4w8_out=args.w4w8,
-                      metrics_out=args.metrics)
+                      metrics_out=args.metrics, reports_out=args.reports)
     except PipelineError as error:
         fail("quantize", error)
     print(summary(metrics))

@@ -82,6 +82,7 @@ class QuantizeConfig:
     tflite: TfliteOptions
     onnx: OnnxOptions
     w4w8: W4W8Config
+    layer_error_images: int = 64  # validation images the per-layer error report runs on; 0: no report
 
     @classmethod
     def from_params(cls, params: Mapping) -> "QuantizeConfig":
@@ -91,4 +92,5 @@ class QuantizeConfig:
                    calibration_images=integer(s, "quantize", "calibration_images", 1),
                    tflite=TfliteOptions.from_section(mapping_at(s, "tflite", "quantize", fields_of(TfliteOptions))),
                    onnx=OnnxOptions.from_section(mapping_at(s, "onnx", "quantize", fields_of(OnnxOptions))),
-                   w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize", fields_of(W4W8Config))))
+                   w4w8=W4W8Config.from_section(mapping_at(s, "w4w8", "quantize", fields_of(W4W8Config))),
+                   layer_error_images=integer(s, "quantize", "layer_error_images", 0))

@@ -27,8 +27,10 @@ class QuantizationError(PipelineError, RuntimeError):
     """The converter produced something that is not what was asked for."""
 
 
-def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
-    """Post-training full-integer quantization: every op an int8 built-in, no float fallback."""
+def int8_converter(model, images: np.ndarray, config: QuantizeConfig, float_io: bool = False):
+    """The TFLiteConverter of the int8 model: calibrated on uint8 `images` (n, H, W, 3), int8 built-ins only,
+    the configured weight granularity and I/O types (float32 I/O with `float_io`, which TensorFlow Lite's
+    quantization debugger requires: mcuvision.convert.layer_error)."""
     def representative() -> Iterator[list[np.ndarray]]:
         for image in images:
             yield [image[None].astype(np.float32)]
@@ -37,12 +39,18 @@ def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = TF_TYPES[config.tflite.input_type]
-    converter.inference_output_type = TF_TYPES[config.tflite.output_type]
+    if not float_io:
+        converter.inference_input_type = TF_TYPES[config.tflite.input_type]
+        converter.inference_output_type = TF_TYPES[config.tflite.output_type]
     if config.tflite.granularity == "per_tensor":
         # The converter has no public switch for per-tensor weights; this is the one it reads.
         converter._experimental_disable_per_channel = True
-    return converter.convert()
+    return converter
+
+
+def int8_tflite(model, images: np.ndarray, config: QuantizeConfig) -> bytes:
+    """Post-training full-integer quantization: every op an int8 built-in, no float fallback."""
+    return int8_converter(model, images, config).convert()
 
 
 def check_int8(content: bytes, config: QuantizeConfig) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from mcuvision.formats import FORMATS
 from mcuvision.markdown import kib, table
 from mcuvision.profiling.profile_md import error_bar, error_text
+from mcuvision.report.layer_error_card import layer_error_section
 from mcuvision.report.stats import interval_text, paired_text
 
 FORMAT_SHORT = {"float_keras": "Float", "float_onnx": "Float", "int8_tflite": "Int8", "int8_qdq_onnx": "Int8",
@@ -221,7 +222,8 @@ def render(meta: dict, validate: dict, quantize: dict, profile: dict, evaluate: 
     validate, quantize, profile, evaluate and train metrics, and evaluate's throughput.json (optional:
     without it the runtimes are the formats' names and no throughput line is written).
     Raises KeyError when one lacks a field."""
-    parts = (_header(meta, validate, evaluate) + _network(meta, quantize, profile) + ["---", "# Performances", ""]
+    parts = (_header(meta, validate, evaluate) + _network(meta, quantize, profile) + layer_error_section(quantize)
+             + ["---", "# Performances", ""]
              + _memory(meta, profile) + _latency(meta, profile) + _accuracy(meta, evaluate, throughput)
              + like_for_like(meta, train, evaluate))
     return "\n".join(parts) + "\n"
