@@ -10,11 +10,11 @@ would be the fifth line (abseil-cpp issue 1570, tensorflow issue 1258).
 `filter_stderr()` puts a pipe on file descriptor 2 and forks a small process that copies it to
 the real stderr, leaving out the lines below TF_CPP_MIN_LOG_LEVEL's severity that are in Abseil's
 or glog's format (`I0000 00:00:1796406570.803179    2325 port.cc:153] ...`), TensorFlow Lite's
-"INFO: " lines, Abseil's line about InitializeLog, and the few known-harmless error lines of
-KNOWN_HARMLESS. Everything else, Python's own output and TensorFlow's real errors included, passes
-unchanged. A separate process, not a
-thread, so that the last lines before a crash (abort, SIGKILL) still reach the terminal: the copy
-ends when every writer of the pipe has gone.
+"INFO: " lines and its calibrator's "fully_quantize: ..." line, Abseil's line about InitializeLog,
+and the few known-harmless error lines of KNOWN_HARMLESS. Everything else, Python's own output and
+TensorFlow's real errors included, passes unchanged. A separate process, not a thread, so that the
+last lines before a crash (abort, SIGKILL) still reach the terminal: the copy ends when every writer
+of the pipe has gone.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ NATIVE_LINE = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\s\]]+:\d+
 SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}  # TF_CPP_MIN_LOG_LEVEL's scale
 # TensorFlow Lite's own logger (tflite/minimal_logging): "INFO: Created TensorFlow Lite XNNPACK delegate ..."
 TFLITE_INFO = b"INFO: "
+# TensorFlow Lite's calibrator prints one line per conversion with a representative dataset.
+TFLITE_CALIBRATOR = re.compile(rb"^fully_quantize: \d+, inference_type: \d+, input_inference_type: ")
 ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # Error-severity lines that report no error: oneDNN saying it falls back to another kernel for uint8
 # (the int8 model runs, and its outputs are checked against float by quantize and evaluate).
@@ -55,7 +57,7 @@ def keep(line: bytes, level: int) -> bool:
         return True
     if line.rstrip(b"\r\n") == ABSL_PREAMBLE:
         return False
-    if line.startswith(TFLITE_INFO):
+    if line.startswith(TFLITE_INFO) or TFLITE_CALIBRATOR.match(line):
         return False
     native = NATIVE_LINE.match(line)
     if native is None:

@@ -58,6 +58,9 @@ def test_a_library_import_leaves_stderr_alone(tmp_path):
     (ERROR, 3, False), ("F1204 17:46:35.1  7 x.cc:1] fatal", 3, True), (HARMLESS, 2, False),
     (PREAMBLE + "\n", 1, False), ("Epoch 3/100 - loss: 0.4\r", 3, True), ("I0000 is how I name my cat", 2, True),
     ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", 1, False), ("INFO:root:python's own", 2, True),
+    ("fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, output_inference_type: FLOAT32\n", 1, False),
+    ("fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, output_inference_type: FLOAT32\n", 0, True),
+    ("fully_quantize my photos", 2, True),
 ])
 def test_which_lines_are_kept(line, level, kept):
     assert keep(line.encode(), level) is kept

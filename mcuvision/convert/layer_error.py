@@ -145,6 +145,14 @@ def same_quantization(debugged: bytes, deployed: bytes) -> bool:
 
 
 def measure(converter, images: np.ndarray, reference: np.ndarray, known: set[str], deployed: bytes) -> LayerErrors:
+    """Run the debugger (see _measure), with the converter's chatter kept off the output."""
+    from mcuvision.convert.quantization import quiet_conversion
+
+    with quiet_conversion():
+        return _measure(converter, images, reference, known, deployed)
+
+
+def _measure(converter, images: np.ndarray, reference: np.ndarray, known: set[str], deployed: bytes) -> LayerErrors:
     """Run the debugger. `converter`: a TFLiteConverter set up as the deployed int8 model's (optimizations,
     representative dataset of the calibration images, int8 built-ins, granularity) with float32 input and
     output; `images`: uint8 (n, H, W, 3) validation images; `reference`: the float model's probabilities
