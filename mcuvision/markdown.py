@@ -13,7 +13,11 @@ def kib(value: float | int | None) -> str:
 
 
 def table(header: list[str], rows: Iterable[Iterable]) -> list[str]:
-    """A GitHub Markdown table as lines, with a blank line after it."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A GitHub Markdown table as lines, with a blank line after it. A "|" inside a cell is escaped, so a
+    cell's text never splits into two columns."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return lines + [""]

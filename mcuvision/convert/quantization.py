@@ -56,9 +56,13 @@ def quiet_conversion() -> Iterator[None]:
     """Keep the converter's chatter off the stage's output: Keras' export inside TFLiteConverter prints
     the saved endpoints and every captured variable to stdout (hundreds of lines for this model), and
     TensorFlow warns that no statistics were given for the quantized input, which a uint8 input of
-    scale 1 does not need (check_int8 checks the input quantization it got). Errors still raise."""
+    scale 1 does not need (check_int8 checks the input quantization it got); the quantization debugger
+    runs TensorFlow's own interpreter, which warns that it is deprecated and that keeping every tensor
+    is for debugging (which is what it is for here). Errors still raise."""
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+        warnings.filterwarnings("ignore", message=r"Warning: Enabling `experimental_preserve_all_tensors`")
         yield
 
 

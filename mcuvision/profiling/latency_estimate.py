@@ -39,7 +39,7 @@ def _per_kind_error(entry: dict) -> dict:
             "coverage": f"{entry['coverage_covered']} of {entry['coverage_checked']}",
             "unseen": {"count": len(unseen), "covered": sum(abs(e) <= bar["pct"] for e in unseen),
                        "min_pct": min(unseen) if unseen else None, "max_pct": max(unseen) if unseen else None},
-            "note": f"{bar['percentile']:g}th percentile of |error| with every resolution of the held-out "
+            "note": f"{bar['percentile']:g}th percentile of the absolute error with every resolution of the held-out "
                     f"architecture left out of the fit ({entry['points']} published times, "
                     f"{len(entry['architectures'])} architectures)"}
 
