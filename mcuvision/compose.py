@@ -6,6 +6,8 @@ same for plain `dvc repro` after editing conf/, and the tests use it to keep the
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 from pathlib import Path
 
@@ -43,20 +45,59 @@ def one_line(error: Exception) -> str:
                    for i, p in enumerate(parts)) or type(error).__name__
 
 
+def nearest_key(overrides: list[str], bad: str) -> str | None:
+    """The key of the composed config nearest to `bad` (dotted, e.g. a typo `dataset.source.pth`), each
+    part matched among the keys at its level (difflib), with the other `overrides` applied; None when a
+    part has no near match or the rest does not compose."""
+    from omegaconf import OmegaConf
+
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != bad]
+    try:
+        node = OmegaConf.to_container(OmegaConf.create(compose(others)))
+    except Exception:  # the hint is optional: the error itself is reported anyway
+        return None
+    fixed = []
+    for part in bad.split("."):
+        if not isinstance(node, dict):
+            return None
+        if part not in node:
+            near = difflib.get_close_matches(part, [str(k) for k in node], n=1)
+            if not near:
+                return None
+            part = near[0]
+        fixed.append(part)
+        node = node[part]
+    return ".".join(fixed)
+
+
+def message(error: Exception, overrides: list[str]) -> str:
+    """The one line a user sees for a composition error: Hydra's own words, with a quoting hint for an
+    override that does not parse, and the nearest known key for one that names no key (Hydra then
+    suggests `+key`, which would add a key nothing reads)."""
+    from hydra.errors import OverrideParseException
+
+    if isinstance(error, OverrideParseException):
+        return (f"{one_line(error)}; quote a value that holds '~', '=' or other special characters, e.g. "
+                "'dataset.source.path=\"/data/my photos/a=b\"'")
+    unknown = re.match(r"Could not override '([^']+)'", str(error))
+    near = nearest_key(overrides, unknown.group(1)) if unknown else None
+    if unknown and near and near != unknown.group(1):
+        return f"{unknown.group(1)} is not a key of the configuration: did you mean {near}?"
+    return one_line(error)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog=prog("mcuvision.compose"), description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.res=128")
     parser.add_argument("--output", default="params.yaml")
     args = parser.parse_args()
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         text = compose(args.overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        hint = ("; quote a value that holds '~', '=' or other special characters, e.g. "
-                "'dataset.source.path=\"/data/my photos/a=b\"'" if isinstance(error, OverrideParseException) else "")
-        print(f"compose failed: {one_line(error)}{hint}", file=sys.stderr)
+        print(f"compose failed: {message(error, args.overrides)}", file=sys.stderr)
         sys.exit(USER_ERROR)
     Path(args.output).write_text(text, encoding="utf-8")
     print(f"wrote {args.output}")

@@ -298,6 +298,10 @@ def test_compose_reports_a_bad_override_in_one_line(tmp_path):
 @pytest.mark.parametrize("override, says", [
     ("dataset.source.path=/a=b", "mismatched input '='"),
     ("dataset.nope=1", "Could not override 'dataset.nope'. To append to your config use +dataset.nope=1"),
+    ("dataset.source.pth=/photos", "compose failed: dataset.source.pth is not a key of the configuration: did "
+                                   "you mean dataset.source.path?"),
+    ("datset.source.path=/x", "compose failed: datset.source.path is not a key of the configuration: did you "
+                              "mean dataset.source.path?"),
     ("dataset=nope", "Could not find 'dataset/nope'; Available options in 'dataset': flowers"),
     ("model.res=${nope}", "Interpolation key 'nope' not found"),
 ])
