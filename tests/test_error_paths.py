@@ -187,7 +187,7 @@ def test_evaluate_refuses_a_model_of_another_resolution(tmp_path, data, trained)
 RECORDS = {"artifacts/metadata.json": None,  # written below: no record of export is kept in git
            "metrics/validate.json": "tests/records/validate.json",
            "metrics/quantize.json": "tests/records/quantize.json",
-           "metrics/profile.json": "tests/records/profile.json",
+           "metrics/profile.json": "metrics/profile.json",
            "metrics/evaluate.json": "metrics/evaluate.json",
            "metrics/train.json": "tests/records/train.json",
            "reports/evaluate/throughput.json": "reports/evaluate/throughput.json"}
