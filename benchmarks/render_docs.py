@@ -255,12 +255,15 @@ def pipeline_speed(rows: Rows) -> tuple[list[str], list[list[str]]]:
 
 def w4w8(rows: Rows) -> tuple[list[str], list[list[str]]]:
     header = ["search", "model", "scored on (images)", "weights in int4", "weights: int4/int8 vs int8",
-              "scoring split top-1: int4/int8 vs int8", "test top-1: int4/int8 vs int8 QDQ",
-              "McNemar vs int8 (lost, gained, p)", "evaluations", "minutes (all stages)"]
+              "what the search saw: top-1 int4/int8 vs int8, or points lost and the check",
+              "test top-1: int4/int8 vs int8 QDQ", "McNemar vs int8 (lost, gained, p)", "evaluations",
+              "minutes (all stages)"]
     body = []
     for r in rows:
         mcnemar = f"{r['lost_vs_int8']}, {r['gained_vs_int8']}, p = {r['mcnemar_p']}" if r["mcnemar_p"] else ""
-        search = f"{pct(r['search_top1_w4w8'])} vs {pct(r['search_top1_int8'])}" if r["search_top1_w4w8"] else ""
+        search = (f"{pct(r['search_top1_w4w8'])} vs {pct(r['search_top1_int8'])}" if r["search_top1_w4w8"] else
+                  f"at most {r['search_lost_points']} points lost; check: drop {r['check_drop_points']} points "
+                  f"(n={r['check_n']})" if r["search_lost_points"] else "")
         body.append([f"`{r['run']}`", r["model"], f"{r['search_scored_on']} ({count(r['search_images'])})",
                      f"{r['int4_share_pct']}%",
                      f"{count(r['weights_w4w8_bytes'])} B vs {count(r['weights_int8_bytes'])} B",

@@ -37,9 +37,10 @@ def artifact_names(res: int, w4w8: dict | None = None) -> dict[str, str]:
     names = {"tflite": f"{stem}_int8.tflite", "qdq": f"{stem}_qdq_int8.onnx", "keras": f"{stem}.keras",
              "onnx": f"{stem}.onnx", "c_name": f"{stem}_int8"}
     if w4w8:
-        # ST's convention carries the achieved shares and accuracy in the file name.
+        # ST's convention carries the achieved shares and accuracy in the file name: here the top-1 on
+        # the validation images that checked the search (the test split is evaluate's).
         names["w4w8"] = (f"{stem}_qdq_w4_{w4w8['int4_share_pct']:.1f}%_w8_{w4w8['int8_share_pct']:.1f}%"
-                         f"_a8_{w4w8['activations_int8_pct']:g}%_acc_{100 * w4w8['accuracy']:.2f}.onnx")
+                         f"_a8_{w4w8['activations_int8_pct']:g}%_acc_{w4w8['check_top1']:.2f}.onnx")
     return names
 
 

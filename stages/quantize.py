@@ -5,10 +5,11 @@ int4/int8 QDQ ONNX, + metrics/quantize.json.
 2. TFLite full-integer (uint8 in by default), refusing any hidden float op.
 3. Float ONNX (tf2onnx), then onnxruntime static QDQ on the same calibration images.
 4. On the validation split, measure how often each quantized model agrees with the float one.
-5. `quantize.w4w8.enabled`: search which QDQ weights can be int4 while top-1 on the validation
-   split stays within tolerance of the int8 QDQ model's (mcuvision/convert/int4_search.py); the test
-   split stays untouched for the evaluate stage. The --w4w8 folder is written either way (DVC
-   needs the output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
+5. `quantize.w4w8.enabled`: search which QDQ weights can be int4 (mcuvision/convert/int4_search.py)
+   on the validation split, which the model never trained on: most of it scores the candidates
+   (each image as is and, with `mirror`, mirrored), the rest checks the result; the test split stays
+   untouched for the evaluate stage. The --w4w8 folder is written either way (DVC needs the
+   output): qdq_w4w8.onnx + search.json, or only search.json `{"enabled": false}`.
 6. `quantize.layer_error_images` validation images: the int8 TFLite model's error per layer (SQNR, RMSE
    in quantization steps) by TensorFlow Lite's quantization debugger, and the worst layers' share of the
    output error (mcuvision/convert/layer_error.py), to --reports (CSV and plot) and the metrics.
@@ -55,28 +56,22 @@ def _subset(split: Split, indices) -> Split:
                  split.orientations[indices] if split.orientations is not None else None)
 
 
-def train_subsets(manifest: pd.DataFrame, raw: Path, calibration_count: int, search_count: int,
-                  seed: int) -> tuple[Split, Split]:
-    """(calibration, search) from the train split, read once with the manifest's orientations.
-
-    Calibration: `calibration_count` images drawn with RandomState(seed), in manifest order (all
-    when fewer). Search: up to `search_count` of the others, drawn with RandomState(seed + 1): what
-    the int4/int8 search scores its candidates on. Neither validation (which chose the epoch) nor
-    test (which measures the result) may steer the search, or its tolerance would be checked on the
-    images that tuned it."""
+def calibration_subset(manifest: pd.DataFrame, raw: Path, count: int, seed: int) -> Split:
+    """`count` train images drawn with RandomState(seed), in manifest order (all when fewer), with the
+    manifest's orientations."""
     train = read_split(manifest, raw, "train")
-    everything = range(len(train))
-    chosen = (sorted(np.random.RandomState(seed).choice(len(train), size=calibration_count, replace=False))
-              if calibration_count < len(train) else list(everything))
-    used = set(chosen)
-    free = [i for i in everything if i not in used]
-    if search_count < len(free):
-        free = sorted(np.random.RandomState(seed + 1).choice(free, size=search_count, replace=False))
-    return _subset(train, chosen), _subset(train, free)
+    if count >= len(train):
+        return train
+    return _subset(train, sorted(np.random.RandomState(seed).choice(len(train), size=count, replace=False)))
 
 
-def top1(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(probs.argmax(axis=1) == labels))
+def search_and_check(count: int, check_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `count` validation images, (search, check), drawn with RandomState(seed + 1): the
+    check holds round(count x check_fraction) of them (at least one when count > 1), each part in
+    manifest order. The two never overlap, so the check sees images the search could not fit."""
+    order = np.random.RandomState(seed + 1).permutation(count)
+    checked = min(count - 1, max(1, round(count * check_fraction))) if count > 1 else 0
+    return np.sort(order[checked:]), np.sort(order[:checked])
 
 
 def record_search_off(out: Path) -> None:
@@ -86,36 +81,48 @@ def record_search_off(out: Path) -> None:
         write_json(tmp / W4W8_SEARCH_FILE, {"enabled": False})
 
 
-def w4w8_search(config: QuantizeConfig, float_model, qdq_model, qdq_probs: np.ndarray, images: np.ndarray,
-                labels: np.ndarray, out: Path) -> dict:
-    """Search the int4/int8 model on `images` (uint8 (n, res, res, 3)) with class `labels`, write the
-    --w4w8 folder (model and search record) and return the record."""
-    if not len(images):
-        raise ConfigError("quantize.w4w8.enabled=true needs train images left out of calibration to search on "
-                          "(lower quantize.calibration_images or add images)")
-
-    def accuracy(model) -> float:
-        return top1(OnnxRunner(model.SerializeToString(), exact_qdq=True).predict(images), labels)
-
-    # The int8 model's own predictions on these images are already made: its baseline is not re-run.
+def w4w8_search(config: QuantizeConfig, float_model, qdq_model, validation: np.ndarray, labels: np.ndarray,
+                qdq_probs: np.ndarray, seed: int, out: Path) -> dict:
+    """Search the int4/int8 model on the `validation` images (uint8 (n, res, res, 3)) with class `labels`
+    and the int8 QDQ model's probabilities on them, write the --w4w8 folder (model and search record)
+    and return the record."""
+    searched, checked = search_and_check(len(labels), config.w4w8.check_fraction, seed)
+    if not len(checked):
+        raise ConfigError("quantize.w4w8.enabled=true needs at least 2 validation images: one to search on, "
+                          "one to check the result on")
+    images, view_labels, int8_probs = validation[searched], labels[searched], qdq_probs[searched]
+    if config.w4w8.mirror:  # mirrored left-right: views with the int8 model's own outputs on them
+        mirrored = images[:, :, ::-1]
+        images, view_labels = np.concatenate([images, mirrored]), np.tile(view_labels, 2)
+        int8_probs = np.concatenate([int8_probs, predict(qdq_model, mirrored)])
+    search_views = int4_search.Scored(images, view_labels, int8_probs)
+    check = int4_search.Scored(validation[checked], labels[checked], qdq_probs[checked])
+    print(f"quantize: int4/int8 search on {len(search_views)} views of {len(searched)} validation images, "
+          f"checked on {len(checked)} others", flush=True)
     try:
-        found = int4_search.w4w8(float_model, qdq_model, accuracy, config.w4w8.tolerance_points,
-                                     config.w4w8.max_evaluations, config.w4w8.refine,
-                                     int8_accuracy=top1(qdq_probs, labels))
+        found = int4_search.w4w8(float_model, qdq_model, predict, search_views, check, config.w4w8.tolerance_points,
+                                 config.w4w8.max_evaluations, config.w4w8.sensitivity_images)
     except int4_search.SurgeryError as error:  # the converter's layout, as QuantizationError says
         raise QuantizationError(str(error)) from error
-    record = {"enabled": True, "split": "train, held out of calibration", "images": int(len(images)),
-              "search_images": int(len(images)),
-              "tolerance_points": config.w4w8.tolerance_points, "accuracy": found.accuracy,
-              "int8_accuracy": found.int8_accuracy, "int4_share_pct": found.int4_share_pct,
-              "int8_share_pct": found.int8_share_pct, "activations_int8_pct": 100,
-              "weights_bytes": found.weights_bytes, "int8_weights_bytes": found.int8_weights_bytes,
-              "opset": found.opset, "int4_tensors": list(found.int4_tensors),
-              "evaluations": found.evaluations, "trace": found.trace}
+    record = {"enabled": True, "split": "val", "search_images": int(len(searched)),
+              "search_views": int(len(search_views)), "check_images": int(len(checked)),
+              "tolerance_points": config.w4w8.tolerance_points, "search_lost_points": found.search_lost_points,
+              "check_drop_points": found.check_drop_points, "check_int8_top1": found.check_int8_top1,
+              "check_top1": found.check_top1, "stepped_back": found.stepped_back,
+              "int4_share_pct": found.int4_share_pct, "int8_share_pct": found.int8_share_pct,
+              "activations_int8_pct": 100, "weights_bytes": found.weights_bytes,
+              "int8_weights_bytes": found.int8_weights_bytes, "opset": found.opset,
+              "int4_tensors": list(found.int4_tensors), "evaluations": found.evaluations, "trace": found.trace,
+              "sensitivity_kl": found.sensitivity}
     with atomic_dir(out) as tmp:
         (tmp / W4W8_MODEL_FILE).write_bytes(found.model.SerializeToString())
         write_json(tmp / W4W8_SEARCH_FILE, record)
     return record
+
+
+def predict(model, images: np.ndarray) -> np.ndarray:
+    """A QDQ ONNX model's probabilities on uint8 images, its QDQ pairs run as written (not fused)."""
+    return OnnxRunner(model.SerializeToString(), exact_qdq=True).predict(images)
 
 
 def layer_error_report(config: QuantizeConfig, model, calibration: np.ndarray, validation: np.ndarray,
@@ -151,8 +158,7 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     model = load_float_model(keras_path)
     manifest = pd.read_csv(manifest_path)
     res, interpolation = model_config.res, model_config.interpolation
-    calibration_split, search_split = train_subsets(manifest, raw, config.calibration_images,
-                                                    config.w4w8.search_images, seed)
+    calibration_split = calibration_subset(manifest, raw, config.calibration_images, seed)
     calibration = decode_all(calibration_split.paths, res, interpolation, calibration_split.orientations)
     print(f"quantize: {len(calibration)} calibration images from the train split", flush=True)
 
@@ -188,18 +194,13 @@ def run(config: QuantizeConfig, model_config: ModelConfig, seed: int, *, keras_p
     if reports_out is not None:
         metrics["layer_error"] = layer_error_report(config, model, calibration, validation, reference, tflite, seed,
                                                     reports_out)
-    search = None
     if config.w4w8.enabled:
-        print(f"quantize: int4/int8 search on {len(search_split)} train images held out of calibration", flush=True)
-        images = decode_all(search_split.paths, res, interpolation, search_split.orientations)
-        search = w4w8_search(config, float_model, qdq_model, OnnxRunner(str(qdq_out), exact_qdq=True).predict(images),
-                             images, search_split.labels, w4w8_out)
+        search = w4w8_search(config, float_model, qdq_model, validation, val_split.labels, qdq_probs, seed, w4w8_out)
+        metrics["w4w8_qdq_onnx"] = {key: search[key] for key in (
+            "int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "search_lost_points",
+            "check_drop_points", "tolerance_points", "evaluations", "search_views", "check_images")}
     else:
         record_search_off(w4w8_out)
-    if search is not None:
-        metrics["w4w8_qdq_onnx"] = {key: search[key] for key in (
-            "int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "accuracy", "int8_accuracy",
-            "evaluations", "search_images")}
     write_json(metrics_out, metrics)
     return metrics
 
@@ -212,8 +213,10 @@ def summary(metrics: dict) -> str:
     if "w4w8_qdq_onnx" in metrics:
         w = metrics["w4w8_qdq_onnx"]
         lines.append(f"quantize: int4/int8 QDQ ONNX: int4 {w['int4_share_pct']:.1f}% of weights, weights "
-                     f"{w['weights_bytes']} B vs int8 {w['int8_weights_bytes']} B, search-split top-1 "
-                     f"{w['accuracy']:.4f} vs int8 {w['int8_accuracy']:.4f}")
+                     f"{w['weights_bytes']} B vs int8 {w['int8_weights_bytes']} B; search: "
+                     f"{w['search_lost_points']:.2f} points lost on {w['search_views']} views (budget "
+                     f"{w['tolerance_points']:g}), check: top-1 drop {w['check_drop_points']:+.2f} points on "
+                     f"{w['check_images']} images it never saw")
     return "\n".join(lines)
 
 

@@ -134,3 +134,18 @@ def test_the_model_card_stage_writes_the_headline_and_shows_throughput(tmp_path)
     written = json.loads((tmp_path / "headline.json").read_text())
     assert written == json.loads(json.dumps(headline(evaluate, docs["profile"], docs["quantize"], docs["train"])))
     assert "rt-int8_tflite" in text and "Int8 TFLite (LiteRT) 102.0 img/s" in text
+
+
+def test_the_card_puts_the_int4_search_promise_beside_what_held_out_images_showed():
+    from mcuvision.report.model_card import int4_promise
+
+    quantize = {"w4w8_qdq_onnx": {"int4_share_pct": 31.25, "search_lost_points": 1.2, "tolerance_points": 1.5,
+                                  "search_views": 560, "check_images": 120, "check_drop_points": 0.83}}
+    evaluate = {"split": "test", "w4w8_qdq_onnx": {"n": 418, "drop_vs_int8_points": -1.67,
+                                                   "mcnemar_vs_int8": {"b": 11, "c": 4, "p_value": 0.118}}}
+    text = "\n".join(int4_promise(quantize, evaluate))
+    assert "31.2% of the weights in int4" in text
+    assert "| search (promised) | 560 views" in text and "at most 1.20 points lost (budget 1.5)" in text
+    assert "| check | 120 other validation images, never seen by the search | -0.83 points |" in text
+    assert "| evaluate (test) | 418 images that chose nothing | -1.67 points | p=0.118 (b=11, c=4) |" in text
+    assert int4_promise({}, evaluate) == [] and int4_promise(quantize, {"split": "test"}) == []

@@ -27,75 +27,90 @@ from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.runtime.runners import OnnxRunner
 
 # ---------------------------------------------------------------------------------------------
-# The search alone: a fake accuracy makes every step predictable.
+# The search alone: a made-up risk makes every step predictable.
 
-SIZES = {"a": 100, "b": 80, "c": 80, "d": 50, "e": 10, "f": 5, "g": 1}  # ranked a b c d e f g
+SIZES = {"a": 100, "b": 80, "c": 80, "d": 50, "e": 10, "f": 5, "g": 1}
+RANKED = ["g", "f", "e", "d", "c", "b", "a"]
 
 
-def fake_accuracy(sensitive: set[str], baseline: float = 0.9):
-    """Accuracy falls 10 points as soon as one of `sensitive` is int4, else it stays at `baseline`."""
+def additive_risk(points: dict[str, float]):
+    """Risk of an int4 set: the sum of its tensors' points (grows with the prefix, as assumed)."""
     seen = []
 
-    def evaluate(int4: frozenset[str]) -> float:
+    def risk(int4: frozenset[str]) -> float:
         seen.append(int4)
-        return baseline - 0.1 if int4 & sensitive else baseline
-    return evaluate, seen
+        return sum(points.get(name, 0.0) for name in int4)
+    return risk, seen
 
 
-def test_rank_is_largest_first_then_by_name():
-    assert int4_search.rank(SIZES) == ["a", "b", "c", "d", "e", "f", "g"]
-    assert int4_search.rank({"z": 3, "y": 3, "x": 4}) == ["x", "y", "z"]
+def test_order_takes_least_damage_per_weight_first_and_breaks_ties_by_size_then_name():
+    sensitivity = {"a": 1.0, "b": 0.08, "c": 0.08, "d": 0.5, "e": 0.0, "f": -0.01, "g": 0.0}
+    # per weight: a 0.01, b c 0.001, d 0.01, e f g 0 (f's negative KL is noise: zero)
+    assert int4_search.order(SIZES, sensitivity) == ["e", "f", "g", "b", "c", "a", "d"]
 
 
-def test_binary_search_then_refinement_keeps_only_the_sensitive_tensor_in_int8():
-    evaluate, seen = fake_accuracy({"b"})
-    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
-    # all-int4 fails; 3 int8 (a b c) passes; 1 (a) fails; 2 (a b) passes; then a alone goes back to int4.
-    assert [len(SIZES) - len(s) for s in seen] == [0, 3, 1, 2, 1, 0]
-    assert [(e.step, e.int8_tensors, e.within_tolerance) for e in out.trace] == [
-        ("search", 0, False), ("search", 3, True), ("search", 1, False), ("search", 2, True),
-        ("refine", 1, True), ("refine", 0, False)]
-    assert [e.tensor for e in out.trace[4:]] == ["a", "b"]
-    assert out.int4 == ("a", "c", "d", "e", "f", "g")
-    assert out.accuracy == 0.9
-    assert out.trace[1].int4_share_pct == pytest.approx(100 * 66 / 326, abs=1e-4)
+def test_binary_search_finds_the_longest_prefix_within_the_budget():
+    risk, seen = additive_risk({"g": 0.2, "f": 0.2, "e": 0.3, "d": 0.5, "c": 0.6, "b": 2.0, "a": 3.0})
+    out = int4_search.search(RANKED, SIZES, risk, 1.5, max_evaluations=20, log=lambda _: None)
+    # all 7 (6.8) too many; 3 (0.7) kept; 5 (1.8) too many; 4 (1.2) kept
+    assert [len(s) for s in seen] == [7, 3, 5, 4]
+    assert [(e.step, e.int4_tensors, e.within_tolerance) for e in out.trace] == [
+        ("search", 7, False), ("search", 3, True), ("search", 5, False), ("search", 4, True)]
+    assert out.int4 == ("g", "f", "e", "d") and out.risk_points == pytest.approx(1.2)
+    assert out.trace[1].int4_share_pct == pytest.approx(100 * 16 / 326, abs=1e-4)
 
 
-def test_without_refinement_the_binary_search_result_stands():
-    evaluate, _ = fake_accuracy({"b"})
-    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, refine=False, log=lambda _: None)
-    assert out.int4 == ("c", "d", "e", "f", "g") and len(out.trace) == 4
+def test_gains_cannot_buy_damage_a_prefix_is_all_or_nothing():
+    # Every candidate is a prefix: a damaging tensor (d) ends the int4 run even though later ones are harmless.
+    risk, _ = additive_risk({"d": 5.0})
+    out = int4_search.search(RANKED, SIZES, risk, 1.5, max_evaluations=20, log=lambda _: None)
+    assert out.int4 == ("g", "f", "e")
 
 
-def test_budget_stops_the_search_at_a_point_known_within_tolerance():
-    evaluate, _ = fake_accuracy({"b"})
-    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=2, log=lambda _: None)
-    assert len(out.trace) == 2
-    assert out.int4 == ("d", "e", "f", "g")
+def test_the_evaluation_budget_stops_at_a_prefix_known_within_tolerance():
+    risk, _ = additive_risk({"b": 5.0})
+    out = int4_search.search(RANKED, SIZES, risk, 1.5, max_evaluations=2, log=lambda _: None)
+    assert len(out.trace) == 2 and out.int4 == ("g", "f", "e")
 
 
 def test_all_int4_within_tolerance_takes_one_evaluation():
-    evaluate, _ = fake_accuracy(set())
-    out = int4_search.search(SIZES, evaluate, 0.9, 1.5, max_evaluations=20, log=lambda _: None)
-    assert out.int4 == tuple(int4_search.rank(SIZES)) and len(out.trace) == 1
+    out = int4_search.search(RANKED, SIZES, additive_risk({})[0], 1.5, max_evaluations=20, log=lambda _: None)
+    assert out.int4 == tuple(RANKED) and len(out.trace) == 1
 
 
-def test_no_tensor_can_be_int4_gives_the_int8_model():
-    out = int4_search.search(SIZES, lambda int4: 0.5, 0.9, 1.5, max_evaluations=50, log=lambda _: None)
-    assert out.int4 == () and out.accuracy == 0.9
-    assert all(not e.within_tolerance for e in out.trace)
+def test_nothing_within_tolerance_gives_the_int8_model():
+    out = int4_search.search(RANKED, SIZES, lambda int4: 9.0, 1.5, max_evaluations=50, log=lambda _: None)
+    assert out.int4 == () and out.risk_points == 0.0
+    assert all(not e.within_tolerance for e in out.trace) and len(out.trace) == 3  # 7, 3, 1
 
 
 def test_tolerance_is_inclusive_and_in_points():
-    at_limit = int4_search.search({"w": 1}, lambda int4: 0.9 - 0.015, 0.9, 1.5, 5, log=lambda _: None)
-    beyond = int4_search.search({"w": 1}, lambda int4: 0.9 - 0.0151, 0.9, 1.5, 5, log=lambda _: None)
+    at_limit = int4_search.search(["w"], {"w": 1}, lambda int4: 1.5, 1.5, 5, log=lambda _: None)
+    beyond = int4_search.search(["w"], {"w": 1}, lambda int4: 1.5001, 1.5, 5, log=lambda _: None)
     assert at_limit.int4 == ("w",) and beyond.int4 == ()
 
 
 def test_search_prints_one_line_per_evaluation():
     lines = []
-    int4_search.search(SIZES, fake_accuracy({"b"})[0], 0.9, 1.5, 20, log=lines.append)
-    assert len(lines) == 6 and all("accuracy" in line and "int4" in line for line in lines)
+    int4_search.search(RANKED, SIZES, additive_risk({"b": 5.0})[0], 1.5, 20, log=lines.append)
+    assert len(lines) == 4 and all("points lost against int8" in line for line in lines)  # 7, 3, 5, 6
+
+
+def test_lost_points_count_only_images_int8_gets_right_and_the_candidate_wrong():
+    labels = np.array([0, 0, 1, 1, 2])
+    int8 = np.eye(3)[[0, 0, 1, 0, 0]]        # right on images 0, 1, 2
+    candidate = np.eye(3)[[1, 0, 1, 1, 2]]   # loses image 0, gains images 3 and 4
+    assert int4_search.lost_points(int8, candidate, labels) == pytest.approx(20.0)
+    assert int4_search.drop_points(int8, candidate, labels) == pytest.approx(-20.0)  # the gains hide the loss
+    assert int4_search.lost_points(int8[:0], candidate[:0], labels[:0]) == 0.0
+
+
+def test_kl_divergence_is_zero_on_equal_outputs_and_known_on_others():
+    p = np.array([[0.5, 0.5], [1.0, 0.0]])
+    assert int4_search.kl_divergence(p, p) == pytest.approx(0.0, abs=1e-9)
+    q = np.array([[0.25, 0.75], [1.0, 0.0]])
+    expected = (0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75)) / 2
+    assert int4_search.kl_divergence(p, q) == pytest.approx(expected, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,19 +219,49 @@ def test_a_float_model_that_is_not_the_int8_models_source_is_refused(small):
         int4_search.Int4Rewriter(small_float_model(seed=5), int8)
 
 
+def scored(model: onnx.ModelProto, images: np.ndarray, labels: np.ndarray | None = None) -> int4_search.Scored:
+    probs = run_model(model, images)
+    return int4_search.Scored(images, probs.argmax(1) if labels is None else labels, probs)
+
+
 def test_w4w8_result_reports_shares_of_weight_elements_and_bytes(small):
     float_model, int8, images = small
-    labels = run_model(int8, images).argmax(1)  # the int8 model is right by construction: 100%
+    searched, check = scored(int8, images[:20]), scored(int8, images[20:])  # int8 right by construction
+    found = int4_search.w4w8(float_model, int8, run_model, searched, check, tolerance_points=100.0,
+                             max_evaluations=5, sensitivity_images=8, log=lambda _: None)
+    assert set(found.int4_tensors) == {"w1", "w2", "w3"}  # anything goes at 100 points
+    assert [e["step"] for e in found.trace] == ["search", "check"] and found.evaluations == 2
+    assert found.int4_share_pct == 100.0 and found.int8_share_pct == 0.0 and found.stepped_back == 0
+    assert found.check_int8_top1 == 100.0 and found.check_drop_points == 100.0 - found.check_top1
+    assert found.weights_bytes == weights_bytes(found.model) < found.int8_weights_bytes
+    assert set(found.sensitivity) == {"w1", "w2", "w3"} and all(v > 0 for v in found.sensitivity.values())
 
-    def agreement(model):
-        return float(np.mean(run_model(model, images).argmax(1) == labels))
 
-    found = int4_search.w4w8(float_model, int8, agreement, tolerance_points=100.0, max_evaluations=5,
-                                 log=lambda _: None)
-    assert found.int4_tensors == ("w1", "w2", "w3") and found.evaluations == 1  # anything goes at 100 points
-    assert found.int4_share_pct == 100.0 and found.int8_share_pct == 0.0
-    assert found.int8_accuracy == 1.0 and found.weights_bytes == weights_bytes(found.model) < found.int8_weights_bytes
-    assert found.trace[0]["int4_share_pct"] == 100.0
+def test_a_result_the_check_refuses_steps_back_to_a_shorter_accepted_prefix(small):
+    """A made-up damage: all three tensors in int4 lose the search views, two or more lose the check
+    images. The search keeps two; the check refuses them and holds at one."""
+    float_model, int8, images = small
+    searched, check = scored(int8, images[:20]), scored(int8, images[20:])
+    rewriter = int4_search.Int4Rewriter(float_model, int8)
+
+    def predict(model, batch):
+        int4 = sum(1 for i in model.graph.initializer if i.data_type == TensorProto.INT4 and
+                   i.name.endswith("_quantized"))
+        for views, damaged in ((searched, int4 == 3), (check, int4 >= 2)):
+            if batch is views.images:
+                return np.roll(views.int8_probs, 1, axis=1) if damaged else views.int8_probs
+        return run_model(model, batch)  # the sensitivity pass, on a subset of the search views
+
+    lines = []
+    found = int4_search.w4w8(float_model, int8, predict, searched, check, tolerance_points=1.5, max_evaluations=5,
+                             sensitivity_images=8, log=lines.append)
+    checks = [(e["int4_tensors"], e["within_tolerance"]) for e in found.trace if e["step"] == "check"]
+    assert [(e["int4_tensors"], e["within_tolerance"]) for e in found.trace if e["step"] == "search"] == [
+        (3, False), (1, True), (2, True)]
+    assert checks == [(2, False), (1, True)]
+    assert len(found.int4_tensors) == 1 and found.stepped_back == 1 and found.check_drop_points == 0.0
+    assert found.int4_tensors[0] == int4_search.order(rewriter.sizes, found.sensitivity)[0]
+    assert any("beyond tolerance, one step back" in line for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,17 +331,21 @@ def test_stage_writes_the_mixed_model_its_search_and_metrics(stage_run):
     tmp, metrics = stage_run["tmp"], stage_run["metrics"]
     assert sorted(p.name for p in (tmp / "w4w8").iterdir()) == sorted([W4W8_MODEL_FILE, W4W8_SEARCH_FILE])
     search = json.loads((tmp / "w4w8" / W4W8_SEARCH_FILE).read_text())
-    # 84 train images, 32 of them calibrate: the other 52 score the candidates (never val or test)
-    assert search["enabled"] and search["split"] == "train, held out of calibration" and search["images"] == 52
+    # 36 validation images: 11 (0.3) check the result, the other 25 are searched as is and mirrored
+    assert search["enabled"] and search["split"] == "val" and search["check_images"] == 11
+    assert search["search_images"] == 25 and search["search_views"] == 50
     assert search["activations_int8_pct"] == 100 and search["tolerance_points"] == 1.5
-    assert 100 * (search["int8_accuracy"] - search["accuracy"]) <= 1.5 + 1e-9
-    assert 0 < search["int4_share_pct"] <= 100
+    assert search["search_lost_points"] <= 1.5 + 1e-9
+    assert search["check_drop_points"] == pytest.approx(search["check_int8_top1"] - search["check_top1"])
+    assert 0 <= search["int4_share_pct"] <= 100
     assert search["int4_share_pct"] + search["int8_share_pct"] == pytest.approx(100)
-    assert search["weights_bytes"] < search["int8_weights_bytes"] == metrics["int8_qdq_onnx"]["weights_bytes"]
-    assert 1 <= search["evaluations"] == len(search["trace"]) <= 20
+    assert search["weights_bytes"] <= search["int8_weights_bytes"] == metrics["int8_qdq_onnx"]["weights_bytes"]
+    assert 1 <= search["evaluations"] == len(search["trace"]) <= 20 + len(search["trace"])
+    assert sum(e["step"] == "search" for e in search["trace"]) <= 20
+    assert len(search["sensitivity_kl"]) >= len(search["int4_tensors"])
     assert json.loads((tmp / "quantize.json").read_text())["w4w8_qdq_onnx"] == metrics["w4w8_qdq_onnx"]
-    for key in ("int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "accuracy",
-                "int8_accuracy", "evaluations"):
+    for key in ("int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "search_lost_points",
+                "check_drop_points", "tolerance_points", "evaluations", "search_views", "check_images"):
         assert metrics["w4w8_qdq_onnx"][key] == search[key], key
     assert {"int8_tflite", "float_onnx", "int8_qdq_onnx"} <= set(metrics)
 
@@ -312,13 +361,11 @@ def test_search_is_deterministic(stage_run):
     tmp = stage_run["tmp"]
     float_model, int8 = onnx.load(str(tmp / "float.onnx")), onnx.load(str(tmp / "qdq.onnx"))
     images = np.random.RandomState(3).randint(0, 256, (24, 32, 32, 3)).astype(np.uint8)
-    labels = run_model(int8, images).argmax(1)
-
-    def agreement(model):
-        return float(np.mean(run_model(model, images).argmax(1) == labels))
-
-    first, second = (int4_search.w4w8(float_model, int8, agreement, 1.5, 10, log=lambda _: None) for _ in range(2))
+    searched, check = scored(int8, images[:16]), scored(int8, images[16:])
+    first, second = (int4_search.w4w8(float_model, int8, run_model, searched, check, 1.5, 10, 8, log=lambda _: None)
+                     for _ in range(2))
     assert first.int4_tensors == second.int4_tensors and first.trace == second.trace
+    assert first.sensitivity == second.sensitivity
     assert first.model.SerializeToString() == second.model.SerializeToString()
 
 
@@ -334,21 +381,31 @@ def test_disabled_search_writes_only_a_record_that_says_so(stage_run, tmp_path):
     assert json.loads((out / W4W8_SEARCH_FILE).read_text()) == {"enabled": False}
 
 
-def test_search_split_is_train_images_left_out_of_calibration(tmp_path):
-    from stages.quantize import train_subsets
+def test_calibration_is_drawn_from_the_train_split_with_the_manifests_orientations(tmp_path):
+    from stages.quantize import calibration_subset
 
     rows = [{"path": f"c{c}/{n:03d}.jpg", "label": f"c{c}", "class_index": c,
              "split": ("train", "train", "train", "val", "test")[n % 5], "orientation": 1 + n % 8}
             for c in range(2) for n in range(100)]
     manifest = pd.DataFrame(rows)
-    calibration, searched = train_subsets(manifest, tmp_path, 40, 50, seed=3)
+    calibration = calibration_subset(manifest, tmp_path, 40, seed=3)
     train = {str(tmp_path / r["path"]) for r in rows if r["split"] == "train"}
-    assert len(calibration) == 40 and len(searched) == 50
-    assert set(calibration.paths) <= train and set(searched.paths) <= train - set(calibration.paths)
+    assert len(calibration) == 40 and set(calibration.paths) <= train
     by_path = {str(tmp_path / r["path"]): r for r in rows}
-    for subset in (calibration, searched):
-        assert list(subset.labels) == [by_path[p]["class_index"] for p in subset.paths]
-        assert list(subset.orientations) == [by_path[p]["orientation"] for p in subset.paths]  # the manifest's
-    again = train_subsets(manifest, tmp_path, 40, 50, seed=3)
-    assert (again[0].paths, again[1].paths) == (calibration.paths, searched.paths)
-    assert len(train_subsets(manifest, tmp_path, 40, 10_000, seed=3)[1]) == len(train) - 40
+    assert list(calibration.labels) == [by_path[p]["class_index"] for p in calibration.paths]
+    assert list(calibration.orientations) == [by_path[p]["orientation"] for p in calibration.paths]  # the manifest's
+    assert calibration_subset(manifest, tmp_path, 40, seed=3).paths == calibration.paths
+    assert len(calibration_subset(manifest, tmp_path, 10_000, seed=3)) == len(train)
+
+
+@pytest.mark.parametrize("count, fraction, checked", [(36, 0.3, 11), (100, 0.3, 30), (2, 0.01, 1), (3, 0.99, 2),
+                                                      (1, 0.3, 0)])
+def test_search_and_check_split_the_validation_images_without_overlap(count, fraction, checked):
+    from stages.quantize import search_and_check
+
+    searched, check = search_and_check(count, fraction, seed=3)
+    assert len(check) == checked and len(searched) == count - checked
+    assert not set(searched) & set(check) and set(searched) | set(check) == set(range(count))
+    assert list(searched) == sorted(searched) and list(check) == sorted(check)
+    again = search_and_check(count, fraction, seed=3)
+    assert list(again[0]) == list(searched) and list(again[1]) == list(check)

@@ -23,18 +23,20 @@ def boolean(section: Mapping, prefix: str, name: str) -> bool:
 class W4W8Config:
     """`quantize.w4w8`: search which QDQ ONNX weights can be int4 (mcuvision/convert/int4_search.py)."""
     enabled: bool
-    tolerance_points: float   # allowed top-1 drop against the int8 QDQ model, in points
-    max_evaluations: int      # candidate models scored, binary search and refinement together
-    refine: bool              # after the binary search, try the remaining int8 tensors one by one
-    search_images: int = 512  # train images held out of calibration that score the candidates
+    tolerance_points: float   # risk budget of the whole search and the check's allowed top-1 drop, in points
+    max_evaluations: int      # candidate models the binary search scores (the check and sensitivity pass aside)
+    check_fraction: float     # share of the validation images kept out of the search to check its result
+    sensitivity_images: int   # search views each weight tensor's int4 sensitivity is measured on
+    mirror: bool              # also score each search image mirrored left-right
 
     @classmethod
     def from_section(cls, s: Mapping, prefix: str = "quantize.w4w8") -> "W4W8Config":
         return cls(enabled=boolean(s, prefix, "enabled"),
                    tolerance_points=number(s, prefix, "tolerance_points", 0.0, 100.0),
                    max_evaluations=integer(s, prefix, "max_evaluations", 1),
-                   refine=boolean(s, prefix, "refine"),
-                   search_images=integer(s, prefix, "search_images", 1))
+                   check_fraction=number(s, prefix, "check_fraction", 0.0, 1.0, low_open=True, high_open=True),
+                   sensitivity_images=integer(s, prefix, "sensitivity_images", 1),
+                   mirror=boolean(s, prefix, "mirror"))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,22 @@
-"""Mixed int4/int8 weights for the QDQ ONNX model (the card's "Int8/Int4" row), searched as ST does.
+"""Mixed int4/int8 weights for the QDQ ONNX model (the card's "Int8/Int4" row).
 
-Weight tensors are ranked largest first (ties by name). Starting from all of them in int4, a
-binary search finds how few of the ranked tensors, taken from the top, must move back to int8 for
-the accuracy on a held-out split to stay within `tolerance_points` of the int8 QDQ model's; an
-optional greedy pass then tries the tensors still in int8 one at a time in int4, largest first,
-keeping each switch that stays within tolerance. Activations stay int8 throughout.
+The search, in three passes, every one scored on validation images (which the model never trained
+on) against the int8 QDQ model's own outputs:
+
+1. Sensitivity: each weight tensor alone in int4, the KL divergence of the outputs from the int8
+   model's, on a few views. Candidates are ordered by that damage per weight element, least first
+   (what a knapsack that buys int4 share with output damage would take first).
+2. Search: a binary search on how long a prefix of that order can go int4 while the whole model's
+   risk stays within one budget, `tolerance_points`. The risk is the share of search views (each
+   image as is and mirrored) that the int8 model classifies right and the candidate wrong, in top-1
+   points: lucky gains elsewhere do not pay for it, so it grows with the damage instead of
+   wandering around zero as a top-1 difference does (the search that greedily accepted 32 top-1
+   differences within tolerance kept 80% int4 at -1.0 point on its images and lost 4.0 on a test
+   split). One family of nested candidates, one budget for the whole model: no step can pile damage
+   on damage that each step alone would not show.
+3. Check: the chosen model's top-1 drop against int8 on validation images the search never saw.
+   Beyond the tolerance, the search steps back to its next smaller accepted prefix and checks
+   again; the record keeps what the search promised and what the check then showed.
 
 Candidates are made by rewriting weight initializers of the int8 QDQ model (graph surgery), not by
 re-running onnxruntime's quantizer: activation ranges do not depend on the weights' precision, so
@@ -44,28 +56,29 @@ class SurgeryError(PipelineError, RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The search, independent of ONNX: int4 sets in, accuracies out.
+# The search, independent of ONNX: int4 sets in, risks out.
 
 @dataclass(frozen=True)
 class Evaluation:
-    step: str              # "search" (binary search) or "refine" (greedy pass)
-    int8_tensors: int      # how many of the candidate tensors are int8 in this model
+    step: str              # "search" (binary search) or "check" (images the search never saw)
+    int4_tensors: int      # how many of the candidate tensors are int4 in this model
     int4_share_pct: float
-    accuracy: float
+    risk_points: float     # search: lost_points on the search views; check: top-1 drop on the check images
     within_tolerance: bool
-    tensor: str | None = None  # the tensor the refine step tried in int4
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    int4: tuple[str, ...]  # in rank order
-    accuracy: float
+    int4: tuple[str, ...]  # a prefix of the order searched
+    risk_points: float     # lost_points of that model on the search views (0 for the int8 model)
     trace: tuple[Evaluation, ...]
 
 
-def rank(sizes: Mapping[str, int]) -> list[str]:
-    """Largest first; equal sizes by name, so the order never depends on graph order."""
-    return sorted(sizes, key=lambda name: (-sizes[name], name))
+def order(sizes: Mapping[str, int], sensitivity: Mapping[str, float]) -> list[str]:
+    """Candidates by output damage per weight element (`sensitivity[name] / sizes[name]`), least first;
+    a damage at or below zero (the KL divergence of a change too small to see) counts as zero, and
+    ties go largest first, then by name, so that the order never depends on graph order."""
+    return sorted(sizes, key=lambda n: (max(sensitivity[n], 0.0) / sizes[n], -sizes[n], n))
 
 
 def share_pct(names: Iterable[str], sizes: Mapping[str, int], total: int | None = None) -> float:
@@ -74,54 +87,53 @@ def share_pct(names: Iterable[str], sizes: Mapping[str, int], total: int | None 
     return 100.0 * sum(sizes[n] for n in names) / total if total else 0.0
 
 
-def search(sizes: Mapping[str, int], evaluate: Callable[[frozenset[str]], float], baseline: float,
-           tolerance_points: float, max_evaluations: int, refine: bool = True, total: int | None = None,
+def lost_points(int8_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
+    """Percent of images (float (n, classes) probabilities, int labels (n,)) that the int8 model
+    classifies right and the candidate wrong: an upper bound on the candidate's top-1 drop that a
+    gain elsewhere cannot offset. 0 for no image."""
+    right = int8_probs.argmax(axis=1) == labels
+    return 100.0 * float(np.mean(right & (probs.argmax(axis=1) != labels))) if len(labels) else 0.0
+
+
+def drop_points(int8_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 of the int8 model minus the candidate's, in points (positive: the candidate is worse)."""
+    if not len(labels):
+        return 0.0
+    return 100.0 * float(np.mean(int8_probs.argmax(axis=1) == labels) - np.mean(probs.argmax(axis=1) == labels))
+
+
+def kl_divergence(reference: np.ndarray, probs: np.ndarray) -> float:
+    """Mean KL(reference || probs) over images, in nats; probabilities clipped at 1e-7 (an int8 output
+    of exactly 0 would make it infinite)."""
+    p, q = np.clip(reference, 1e-7, 1.0), np.clip(probs, 1e-7, 1.0)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+def search(ranked: list[str], sizes: Mapping[str, int], risk: Callable[[frozenset[str]], float],
+           tolerance_points: float, max_evaluations: int, total: int | None = None,
            log: Callable[[str], None] = print) -> SearchOutcome:
-    """Pick the int4 tensors among `sizes`; `evaluate` gives the accuracy (0..1) of a model with that
-    int4 set; `total` is the weight count shares are out of, when some weights are not candidates.
+    """The longest prefix of `ranked` whose `risk` (points, e.g. lost_points) stays within
+    `tolerance_points`, by binary search over the prefix length, assuming the risk grows with it.
 
-    The all-int8 end is the int8 model itself (accuracy `baseline`) and is never evaluated, so
-    every point the binary search keeps is known to be within tolerance, even when the budget of
-    `max_evaluations` runs out mid-way.
+    The empty prefix is the int8 model itself (risk 0) and is never evaluated, so every prefix the
+    search keeps is known to be within tolerance, even when `max_evaluations` runs out mid-way.
+    `total` is the weight count shares are out of, when some weights are not candidates.
     """
-    ranked = rank(sizes)
     trace: list[Evaluation] = []
-
-    def within(accuracy: float) -> bool:
-        # A hair of slack so that an accuracy exactly at the limit is not lost to float rounding.
-        return 100.0 * (baseline - accuracy) <= tolerance_points + 1e-9
-
-    def measure(int4: Iterable[str], step: str, tensor: str | None = None) -> tuple[bool, float]:
-        int4 = frozenset(int4)
-        accuracy = float(evaluate(int4))
-        ok = within(accuracy)
-        share = share_pct(int4, sizes, total)
-        trace.append(Evaluation(step, len(ranked) - len(int4), round(share, 4), accuracy, ok, tensor))
-        log(f"w4w8: evaluation {len(trace)} ({step}, {len(ranked) - len(int4)} of {len(ranked)} tensors int8"
-            f"{', trying ' + tensor if tensor else ''}): int4 {share:.1f}% of weights, "
-            f"accuracy {accuracy:.4f} vs int8 {baseline:.4f} -> {'kept' if ok else 'too low'}")
-        return ok, accuracy
-
-    # lo: int8 count known too low (or untested, -1); hi: int8 count known within tolerance.
-    lo, hi, best = -1, len(ranked), baseline
+    lo, hi, kept = 0, len(ranked) + 1, 0.0  # lo: longest prefix known within; hi: shortest known over
     while hi - lo > 1 and len(trace) < max_evaluations:
-        mid = 0 if lo < 0 else (lo + hi) // 2  # all-int4 first, then halving
-        ok, accuracy = measure(ranked[mid:], "search")
+        k = len(ranked) if hi == len(ranked) + 1 else (lo + hi) // 2  # all-int4 first, then halving
+        points = float(risk(frozenset(ranked[:k])))
+        ok = points <= tolerance_points + 1e-9  # a hair of slack: a risk exactly at the limit is kept
+        share = share_pct(ranked[:k], sizes, total)
+        trace.append(Evaluation("search", k, round(share, 4), round(points, 4), ok))
+        log(f"w4w8: evaluation {len(trace)} ({k} of {len(ranked)} tensors int4, {share:.1f}% of weights): "
+            f"{points:.2f} points lost against int8 (budget {tolerance_points:g}) -> {'kept' if ok else 'too many'}")
         if ok:
-            hi, best = mid, accuracy
+            lo, kept = k, points
         else:
-            lo = mid
-    int4 = list(ranked[hi:])
-    if refine:
-        for name in ranked[:hi]:
-            if len(trace) >= max_evaluations:
-                break
-            ok, accuracy = measure([*int4, name], "refine", name)
-            if ok:
-                int4.append(name)
-                best = accuracy
-    chosen = set(int4)
-    return SearchOutcome(tuple(n for n in ranked if n in chosen), best, tuple(trace))
+            hi = k
+    return SearchOutcome(tuple(ranked[:lo]), kept, tuple(trace))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +316,25 @@ class Int4Rewriter:
 
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Scored:
+    """Images the int8 QDQ model was run on: uint8 (n, H, W, 3) pixels, int labels (n,) and its float
+    probabilities (n, classes)."""
+    images: np.ndarray
+    labels: np.ndarray
+    int8_probs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, count: int) -> "Scored":
+        """`count` of the images, evenly spread (all when fewer), so that a subset keeps every class."""
+        if count >= len(self):
+            return self
+        chosen = np.linspace(0, len(self) - 1, count).round().astype(int)
+        return Scored(self.images[chosen], self.labels[chosen], self.int8_probs[chosen])
+
+
 @dataclass
 class MixedPrecision:
     """The mixed model and how it was found.
@@ -311,6 +342,8 @@ class MixedPrecision:
     Shares are in percent of weight ELEMENTS of the quantized weight tensors only (the Conv, Gemm
     and MatMul weights the int8 model stores in int8); int32 biases, scales and zero points count
     in neither. `weights_bytes` counts every initializer as stored, int4 packed two per byte.
+    `search_lost_points`: what the search promised (lost_points on its views, within the tolerance);
+    `check_drop_points`: the top-1 drop against int8 on the check images, which the search never saw.
     """
     model: onnx.ModelProto
     int4_tensors: tuple[str, ...]
@@ -318,35 +351,75 @@ class MixedPrecision:
     int8_share_pct: float
     weights_bytes: int
     int8_weights_bytes: int
-    accuracy: float
-    int8_accuracy: float
+    search_lost_points: float
+    check_drop_points: float
+    check_int8_top1: float
+    check_top1: float
+    stepped_back: int              # accepted prefixes the check refused before the one kept
     evaluations: int
     trace: list[dict]
+    sensitivity: dict[str, float]  # weight tensor -> KL divergence (nats) with it alone in int4
     opset: int = INT4_OPSET
 
 
-def w4w8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, accuracy: Callable[[onnx.ModelProto], float],
-         tolerance_points: float, max_evaluations: int, refine: bool = True,
-         log: Callable[[str], None] = print, int8_accuracy: float | None = None) -> MixedPrecision:
-    """Search the int4 weights of `int8_model`; `accuracy(model)` scores a model on the held-out split.
+def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float(np.mean(probs.argmax(axis=1) == labels)) if len(labels) else 0.0
+
+
+def w4w8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto,
+         predict: Callable[[onnx.ModelProto, np.ndarray], np.ndarray], searched: Scored, check: Scored,
+         tolerance_points: float, max_evaluations: int, sensitivity_images: int,
+         log: Callable[[str], None] = print) -> MixedPrecision:
+    """Search the int4 weights of `int8_model` (see the module's docstring for the three passes).
 
     `float_model` must be the float ONNX model `int8_model` was quantized from (same calibration);
-    `evaluations` counts the candidates scored, not the one scoring of the int8 model, which is
-    skipped when the caller already has `int8_accuracy` on the same split.
+    `predict(model, images)` gives a model's probabilities; `searched` holds the search views,
+    `check` the images kept out of the search, both with the int8 model's outputs already made.
+    `evaluations` counts the models the search and the check scored, not the sensitivity pass (one
+    model per weight tensor, on `sensitivity_images` of the search views).
+    Raises SurgeryError when no weight of the int8 model can be rewritten.
     """
     rewriter = Int4Rewriter(float_model, int8_model)
     sizes = rewriter.sizes
     if rewriter.skipped:
         log(f"w4w8: {len(rewriter.skipped)} weight tensors stay int8 (int8 form not reproducible): "
             f"{', '.join(rewriter.skipped)}")
-    int8_accuracy = float(accuracy(int8_model) if int8_accuracy is None else int8_accuracy)
-    log(f"w4w8: {len(sizes)} weight tensors, {rewriter.total} weights; int8 QDQ accuracy {int8_accuracy:.4f}")
-    outcome = search(sizes, lambda int4: accuracy(rewriter.model(int4)), int8_accuracy, tolerance_points,
-                     max_evaluations, refine, rewriter.total, log)
-    model = rewriter.model(outcome.int4)
-    int4_share = share_pct(outcome.int4, sizes, rewriter.total)
-    return MixedPrecision(model=model, int4_tensors=outcome.int4, int4_share_pct=round(int4_share, 4),
+    probe = searched.head(sensitivity_images)
+    log(f"w4w8: sensitivity of {len(sizes)} weight tensors ({rewriter.total} weights), each alone in int4, "
+        f"on {len(probe)} views")
+    sensitivity = {name: round(kl_divergence(probe.int8_probs, predict(rewriter.model([name]), probe.images)), 8)
+                   for name in sorted(sizes)}
+    ranked = order(sizes, sensitivity)
+
+    def lost(int4: frozenset[str]) -> float:
+        return lost_points(searched.int8_probs, predict(rewriter.model(int4), searched.images), searched.labels)
+
+    outcome = search(ranked, sizes, lost, tolerance_points, max_evaluations, rewriter.total, log)
+    trace = [vars(e) for e in outcome.trace]
+    # The check: the longest accepted prefix first, then each shorter accepted one, until one holds.
+    accepted = sorted({e.int4_tensors: e.risk_points for e in outcome.trace if e.within_tolerance}.items(),
+                      reverse=True)
+    int8_top1 = _top1(check.int8_probs, check.labels)
+    chosen, top1 = (0, 0.0), int8_top1  # the int8 model when no accepted prefix holds
+    for k, promised in accepted:
+        top1 = _top1(predict(rewriter.model(ranked[:k]), check.images), check.labels)
+        ok = int8_top1 - top1 <= tolerance_points + 1e-9
+        trace.append(vars(Evaluation("check", k, round(share_pct(ranked[:k], sizes, rewriter.total), 4),
+                                     round(int8_top1 - top1, 4), ok)))
+        log(f"w4w8: check on {len(check)} validation images the search never saw ({k} tensors int4): top-1 "
+            f"{top1:.2f}% vs int8 {int8_top1:.2f}% -> {'holds' if ok else 'beyond tolerance, one step back'}")
+        if ok:
+            chosen = (k, promised)
+            break
+    else:
+        top1 = int8_top1
+    int4 = ranked[:chosen[0]]
+    stepped_back = sum(1 for e in trace if e["step"] == "check" and not e["within_tolerance"])
+    model = rewriter.model(int4)
+    int4_share = share_pct(int4, sizes, rewriter.total)
+    return MixedPrecision(model=model, int4_tensors=tuple(int4), int4_share_pct=round(int4_share, 4),
                           int8_share_pct=round(100.0 - int4_share, 4), weights_bytes=weights_bytes(model),
-                          int8_weights_bytes=weights_bytes(int8_model), accuracy=outcome.accuracy,
-                          int8_accuracy=int8_accuracy, evaluations=len(outcome.trace),
-                          trace=[vars(e) for e in outcome.trace])
+                          int8_weights_bytes=weights_bytes(int8_model), search_lost_points=round(chosen[1], 4),
+                          check_drop_points=round(int8_top1 - top1, 4), check_int8_top1=round(int8_top1, 4),
+                          check_top1=round(top1, 4), stepped_back=stepped_back, evaluations=len(trace),
+                          trace=trace, sensitivity=sensitivity)

@@ -174,6 +174,25 @@ def _accuracy(meta: dict, evaluate: dict, throughput: dict | None = None) -> lis
             + table(header, rows) + speed)
 
 
+def int4_promise(quantize: dict, evaluate: dict) -> list[str]:
+    """What the int4/int8 search promised, what its check showed, and what evaluate's split then showed,
+    one row each; nothing when no int4/int8 model was made."""
+    w, e = quantize.get("w4w8_qdq_onnx"), evaluate.get("w4w8_qdq_onnx")
+    if not w or not e:
+        return []
+    rows = [["search (promised)", f"{w['search_views']} views of validation images (as is and mirrored)",
+             f"at most {w['search_lost_points']:.2f} points lost (budget {w['tolerance_points']:g})", "-"],
+            ["check", f"{w['check_images']} other validation images, never seen by the search",
+             f"{-w['check_drop_points']:+.2f} points", "-"],
+            [f"evaluate ({evaluate['split']})", f"{e['n']} images that chose nothing",
+             f"{e['drop_vs_int8_points']:+.2f} points", paired_text(e.get("mcnemar_vs_int8"))]]
+    return (["### Int8/Int4: what the search promised and what held-out images showed", "",
+             f"{w['int4_share_pct']:.1f}% of the weights in int4. Top-1 against the int8 QDQ model on the same "
+             "images (negative: the int4/int8 model is worse); the search counts only images int8 gets right and "
+             "the int4/int8 model wrong, so its figure bounds a drop.", ""]
+            + table(["Stage", "Images", "Top-1 vs int8 QDQ", "Exact McNemar vs int8"], rows))
+
+
 # The seed card's flowers accuracies (%), float and int8 TFLite, by input side: ST's protocol on
 # tf_flowers' 3,670 photos (80/20 split by ST's rule, no test set, the best validation epoch).
 SEED_CARD_FLOWERS = {128: (87.19, 86.78), 224: (90.19, 89.92)}
@@ -225,5 +244,5 @@ def render(meta: dict, validate: dict, quantize: dict, profile: dict, evaluate: 
     parts = (_header(meta, validate, evaluate) + _network(meta, quantize, profile) + layer_error_section(quantize)
              + ["---", "# Performances", ""]
              + _memory(meta, profile) + _latency(meta, profile) + _accuracy(meta, evaluate, throughput)
-             + like_for_like(meta, train, evaluate))
+             + int4_promise(quantize, evaluate) + like_for_like(meta, train, evaluate))
     return "\n".join(parts) + "\n"
