@@ -67,13 +67,8 @@ static long round_half_even(double v)
 }
 """
 
-NEAREST = """static int source_index(int i, float scale, int size)
-{
-    int s = (int)(((float)i + 0.5f) * scale);  /* floor: the value is not negative */
-    return s < size - 1 ? s : size - 1;
-}
-
-int prepare_rgb888(const uint8_t *frame, int width, int height, int stride, prepare_input_t *input)
+# The entry point both resizes share: its argument check and the scales from frame to input.
+ENTRY = """int prepare_rgb888(const uint8_t *frame, int width, int height, int stride, prepare_input_t *input)
 {
     int x, y, c;
     float sx, sy;
@@ -83,7 +78,17 @@ int prepare_rgb888(const uint8_t *frame, int width, int height, int stride, prep
     stride = stride != 0 ? stride : 3 * width;
     sy = (float)height / (float)PREPARE_INPUT_HEIGHT;
     sx = (float)width / (float)PREPARE_INPUT_WIDTH;
-    for (y = 0; y < PREPARE_INPUT_HEIGHT; y++) {
+"""
+
+NEAREST_INDEX = """static int source_index(int i, float scale, int size)
+{
+    int s = (int)(((float)i + 0.5f) * scale);  /* floor: the value is not negative */
+    return s < size - 1 ? s : size - 1;
+}
+
+"""
+
+NEAREST = NEAREST_INDEX + ENTRY + """    for (y = 0; y < PREPARE_INPUT_HEIGHT; y++) {
         const uint8_t *row = frame + (long)source_index(y, sy, height) * stride;
         for (x = 0; x < PREPARE_INPUT_WIDTH; x++) {
             const uint8_t *pixel = row + 3 * source_index(x, sx, width);
@@ -96,7 +101,7 @@ int prepare_rgb888(const uint8_t *frame, int width, int height, int stride, prep
 }
 """
 
-BILINEAR = """/* A float product rounded to float before it is added to anything: a compiler that fuses a multiply-add
+WEIGHTS = """/* A float product rounded to float before it is added to anything: a compiler that fuses a multiply-add
    (GCC's -ffp-contract=fast, its default outside ISO C modes) would otherwise round once, not twice. */
 static float product(float a, float b)
 {
@@ -129,17 +134,9 @@ static float interpolate(float a, float b, float t)
     return a + product(b - a, t);
 }
 
-int prepare_rgb888(const uint8_t *frame, int width, int height, int stride, prepare_input_t *input)
-{
-    int x, y, c;
-    float sx, sy;
-    if (frame == 0 || input == 0 || width < 1 || height < 1 || (stride != 0 && stride < 3 * width)) {
-        return -1;
-    }
-    stride = stride != 0 ? stride : 3 * width;
-    sy = (float)height / (float)PREPARE_INPUT_HEIGHT;
-    sx = (float)width / (float)PREPARE_INPUT_WIDTH;
-    for (y = 0; y < PREPARE_INPUT_HEIGHT; y++) {
+"""
+
+BILINEAR = WEIGHTS + ENTRY + """    for (y = 0; y < PREPARE_INPUT_HEIGHT; y++) {
         struct weight wy = source_weight(y, sy, height);
         const uint8_t *top = frame + (long)wy.low * stride, *bottom = frame + (long)wy.high * stride;
         for (x = 0; x < PREPARE_INPUT_WIDTH; x++) {
