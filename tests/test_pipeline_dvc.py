@@ -109,7 +109,8 @@ def leaf_paths(document, prefix: str = "") -> list[str]:
 
 def test_exp_run_switches_dataset(clone):
     overrides = [arg for o in TINY if not o.startswith("dataset.source.images_per_class") for arg in ("-S", o)]
-    run = sh("dvc", "exp", "run", "-n", "more-images", *overrides, "-S", "dataset.source.images_per_class=16", cwd=clone)
+    more = ("-S", "dataset.source.images_per_class=16")
+    run = sh("dvc", "exp", "run", "-n", "more-images", *overrides, *more, cwd=clone)
     # The dataset row of the invalidation table: a new dataset reruns every stage. This run is that
     # change, so it is checked here rather than by one more whole pipeline (a third of this file's time).
     assert stages_run(run.stdout) == ["ingest", "validate", "train", *AFTER_QUANTIZE], run.stdout
