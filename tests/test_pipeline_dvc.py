@@ -112,7 +112,7 @@ def test_exp_run_switches_dataset(clone):
     more = ("-S", "dataset.source.images_per_class=16")
     run = sh("dvc", "exp", "run", "-n", "more-images", *overrides, *more, cwd=clone)
     # The dataset row of the invalidation table: a new dataset reruns every stage. This run is that
-    # change, so it is checked here rather than by one more whole pipeline (a third of this file's time).
+    # change, so it is checked here rather than by one more whole pipeline (about a fifth of this file's time).
     assert stages_run(run.stdout) == ["ingest", "validate", "train", *AFTER_QUANTIZE], run.stdout
     shown = json.dumps(json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout))
     assert '"more-images"' in shown and "best_val_accuracy" in shown
