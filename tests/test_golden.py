@@ -3,7 +3,6 @@ outputs; the C files compile with -std=c99 -Wall -Wextra -Werror and compare as 
 preparation gives the pipeline's bytes for a generated frame."""
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -16,11 +15,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.convert import golden, prep_c
 from mcuvision.data.input_pipeline import decode_all
-from stages import export
-from test_quantize_export import quantize_into, tiny_run
+from tiny_model import SHARED_GOLDEN_IMAGES, shared_model
 
 GCC = shutil.which("gcc")
 needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed: the C files cannot be compiled here")
@@ -156,20 +153,10 @@ def test_golden_images_cover_the_classes_in_turn_and_fall_back_to_val():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, base_params):
-    """A 3-class model trained at 32x32 on synthetic images whose class is their hue; half of each class's
-    held-out images made a test split; quantized, then exported."""
-    tmp = tmp_path_factory.mktemp("golden")
-    run = tiny_run(tmp, copy.deepcopy(base_params), classes=3, per_class=48, val_per_class=16, res=32, epochs=6)
-    manifest = pd.read_csv(run["manifest"])
-    held = manifest.index[manifest["split"] == "val"]
-    manifest.loc[held[::2], "split"] = "test"
-    manifest.to_csv(run["manifest"], index=False)
-    out = quantize_into(tmp, run)
-    export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
-               tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
-               train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
-               manifest_path=run["manifest"], raw=run["raw"], out=tmp / "artifacts", golden_images=6)
-    return tmp / "artifacts", run, out
+    """The shared tiny model (tests/tiny_model.py): 3 classes whose class is their hue, trained at 32x32,
+    half of each class's held-out images a test split; quantized, then exported with 6 golden images."""
+    shared = shared_model(tmp_path_factory, base_params)
+    return shared["artifacts"], shared
 
 
 def c_array(text: str, name: str) -> list[list[float]]:
@@ -194,12 +181,12 @@ def tflm_outputs(model: Path, inputs: np.ndarray, folder: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_tflm_fed_the_golden_input_bytes_gives_exactly_the_golden_outputs(exported, tmp_path):
-    art, run, _ = exported
+    art, run = exported
     meta = json.loads((art / "metadata.json").read_text())
     text = (art / "golden" / "golden.c").read_text()
     inputs = np.array(c_array(text, "golden_inputs"), np.uint8).reshape(-1, 32, 32, 3)
     codes = np.array(c_array(text, "golden_outputs"), np.int64)
-    assert len(inputs) == len(codes) == 6 == len(meta["golden"]["images"])
+    assert len(inputs) == len(codes) == SHARED_GOLDEN_IMAGES == len(meta["golden"]["images"])
     assert meta["golden"]["split"] == "test"
     assert sorted(meta["golden"]["labels"]) == [0, 0, 1, 1, 2, 2], "the classes in turn"
     tflite = art / meta["files"]["tflite"]
@@ -249,7 +236,7 @@ int main(int argc, char **argv)
 def test_golden_c_compiles_and_compares_a_tflm_run(exported, tmp_path):
     """The firmware's check on the host: TFLite Micro's float outputs through golden_compare match with
     tolerance 0; one step off is one value outside it, inside GOLDEN_TOLERANCE_OTHER_RUNTIME."""
-    art, _, _ = exported
+    art, _ = exported
     meta = json.loads((art / "metadata.json").read_text())
     text = (art / "golden" / "golden.c").read_text()
     inputs = np.array(c_array(text, "golden_inputs"), np.uint8).reshape(-1, 32, 32, 3)
@@ -260,14 +247,14 @@ def test_golden_c_compiles_and_compares_a_tflm_run(exported, tmp_path):
     done = subprocess.run([str(exe), str(tmp_path / "run.bin")], capture_output=True, text=True)
     assert done.returncode == 0, done
     *images, bad_index = done.stdout.splitlines()
-    assert images == ["0 0 1 1 1 0"] * 6
+    assert images == ["0 0 1 1 1 0"] * SHARED_GOLDEN_IMAGES
     assert bad_index == "-1 -1"
 
 
 @pytest.mark.slow
 @needs_gcc
 def test_exported_preparation_gives_the_pipelines_bytes_for_a_generated_frame(exported, tmp_path):
-    art, run, _ = exported
+    art, run = exported
     (tmp_path / "main.c").write_text(PREPARE_MAIN)
     exe = compile_c(tmp_path / "prepare", tmp_path / "main.c", art / "golden" / "prepare.c")
     yy, xx = np.mgrid[0:240, 0:320]
@@ -280,7 +267,7 @@ def test_exported_preparation_gives_the_pipelines_bytes_for_a_generated_frame(ex
 def test_a_colour_order_mistake_is_outside_even_the_other_runtimes_tolerance(exported, tmp_path):
     """BGR instead of RGB into the model (whose classes differ by hue): outputs further off on most golden
     images than a runtime with its own kernels is allowed (GOLDEN_TOLERANCE_OTHER_RUNTIME)."""
-    art, _, _ = exported
+    art, _ = exported
     meta = json.loads((art / "metadata.json").read_text())
     text = (art / "golden" / "golden.c").read_text()
     inputs = np.array(c_array(text, "golden_inputs"), np.uint8).reshape(-1, 32, 32, 3)
@@ -294,7 +281,7 @@ def test_a_colour_order_mistake_is_outside_even_the_other_runtimes_tolerance(exp
 
 @pytest.mark.slow
 def test_readme_shows_the_firmware_lines_with_names_the_headers_declare(exported):
-    art, _, _ = exported
+    art, _ = exported
     readme = (art / "README.md").read_text()
     code = readme.split("```cpp\n")[1].split("```")[0]
     assert 8 <= len(code.strip().splitlines()) <= 17, code

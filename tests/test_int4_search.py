@@ -2,7 +2,6 @@
 against onnxruntime's own int4 quantizer, and the quantize stage on a model trained in the test."""
 from __future__ import annotations
 
-import copy
 import json
 import math
 import tempfile
@@ -17,14 +16,13 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from mcuvision.compose import compose
 from mcuvision.config.base import ConfigError
-from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.config.train import TrainConfig
 from mcuvision.convert import int4_search
 from mcuvision.convert.onnx_graph import weights_bytes
-from mcuvision.data.synthetic import make_dataset
+from mcuvision.data.input_pipeline import decode_all, read_split
 from mcuvision.formats import W4W8_MODEL_FILE, W4W8_SEARCH_FILE
 from mcuvision.runtime.runners import OnnxRunner
+from tiny_model import SHARED_MAX_EVALUATIONS, shared_model
 
 # ---------------------------------------------------------------------------------------------
 # The search alone: a made-up risk makes every step predictable.
@@ -299,49 +297,27 @@ def test_missing_w4w8_section_is_refused(params):
 
 @pytest.fixture(scope="module")
 def stage_run(tmp_path_factory, base_params):
-    from stages import quantize
-    from stages import train as train_stage
-
-    tmp = tmp_path_factory.mktemp("w4w8")
-    params = copy.deepcopy(base_params)
-    classes, per_class, val_per_class = 3, 40, 12
-    raw = tmp / "raw"
-    make_dataset(raw, classes, per_class, 48, seed=5)
-    rows = [{"path": f"class_{c:03d}/{n:04d}.jpg", "label": f"class_{c:03d}", "class_index": c,
-             "split": "val" if n >= per_class - val_per_class else "train"}
-            for c in range(classes) for n in range(per_class)]
-    pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
-    params["model"]["res"] = 32
-    params["train"].update(epochs=5, batch_size=16, learning_rate=0.003, warmup_epochs=0, label_smoothing=0.0)
-    params["quantize"]["calibration_images"] = 32
-    params["quantize"]["w4w8"].update(enabled=True, max_evaluations=20)
-    model_config = ModelConfig.from_params(params)
-    train_stage.run(TrainConfig.from_params(params), model_config, 1, manifest_path=tmp / "manifest.csv", raw=raw,
-                    model_out=tmp / "float.keras", metrics_out=tmp / "train.json", live_dir=tmp / "live",
-                    backup_root=tmp / "backup")
-    config = QuantizeConfig.from_params(params)
-    metrics = quantize.run(config, model_config, 1, keras_path=tmp / "float.keras", manifest_path=tmp / "manifest.csv",
-                           raw=raw, tflite_out=tmp / "int8.tflite", onnx_out=tmp / "float.onnx",
-                           qdq_out=tmp / "qdq.onnx", w4w8_out=tmp / "w4w8", metrics_out=tmp / "quantize.json")
-    return {"tmp": tmp, "metrics": metrics, "config": config, "raw": raw, "model": model_config}
+    """The shared tiny model (tests/tiny_model.py): trained at 32x32, quantized by the stage with the search
+    on (at most SHARED_MAX_EVALUATIONS evaluations) on its 24 validation images."""
+    return shared_model(tmp_path_factory, base_params)
 
 
 @pytest.mark.slow
 def test_stage_writes_the_mixed_model_its_search_and_metrics(stage_run):
-    tmp, metrics = stage_run["tmp"], stage_run["metrics"]
-    assert sorted(p.name for p in (tmp / "w4w8").iterdir()) == sorted([W4W8_MODEL_FILE, W4W8_SEARCH_FILE])
-    search = json.loads((tmp / "w4w8" / W4W8_SEARCH_FILE).read_text())
-    # 36 validation images: 11 (0.3) check the result, the other 25 are searched as is and mirrored
-    assert search["enabled"] and search["split"] == "val" and search["check_images"] == 11
-    assert search["search_images"] == 25 and search["search_views"] == 50
+    tmp, metrics, w4w8 = stage_run["folder"], stage_run["metrics"], stage_run["w4w8"]
+    assert sorted(p.name for p in w4w8.iterdir()) == sorted([W4W8_MODEL_FILE, W4W8_SEARCH_FILE])
+    search = json.loads((w4w8 / W4W8_SEARCH_FILE).read_text())
+    # 24 validation images: 7 (0.3) check the result, the other 17 are searched as is and mirrored
+    assert search["enabled"] and search["split"] == "val" and search["check_images"] == 7
+    assert search["search_images"] == 17 and search["search_views"] == 34
     assert search["activations_int8_pct"] == 100 and search["tolerance_points"] == 1.5
     assert search["search_lost_points"] <= 1.5 + 1e-9
     assert search["check_drop_points"] == pytest.approx(search["check_int8_top1"] - search["check_top1"])
     assert 0 <= search["int4_share_pct"] <= 100
     assert search["int4_share_pct"] + search["int8_share_pct"] == pytest.approx(100)
     assert search["weights_bytes"] <= search["int8_weights_bytes"] == metrics["int8_qdq_onnx"]["weights_bytes"]
-    assert 1 <= search["evaluations"] == len(search["trace"]) <= 20 + len(search["trace"])
-    assert sum(e["step"] == "search" for e in search["trace"]) <= 20
+    assert 1 <= search["evaluations"] == len(search["trace"]) <= SHARED_MAX_EVALUATIONS + len(search["trace"])
+    assert sum(e["step"] == "search" for e in search["trace"]) <= SHARED_MAX_EVALUATIONS
     assert len(search["sensitivity_kl"]) >= len(search["int4_tensors"])
     assert json.loads((tmp / "quantize.json").read_text())["w4w8_qdq_onnx"] == metrics["w4w8_qdq_onnx"]
     for key in ("int4_share_pct", "int8_share_pct", "weights_bytes", "int8_weights_bytes", "search_lost_points",
@@ -349,7 +325,7 @@ def test_stage_writes_the_mixed_model_its_search_and_metrics(stage_run):
         assert metrics["w4w8_qdq_onnx"][key] == search[key], key
     assert {"int8_tflite", "float_onnx", "int8_qdq_onnx"} <= set(metrics)
 
-    model = onnx.load(str(tmp / "w4w8" / W4W8_MODEL_FILE))
+    model = onnx.load(str(w4w8 / W4W8_MODEL_FILE))
     int4 = {i.name.removesuffix("_quantized") for i in model.graph.initializer if i.data_type == TensorProto.INT4
             and i.name.endswith("_quantized")}
     assert int4 == set(search["int4_tensors"])
@@ -357,20 +333,23 @@ def test_stage_writes_the_mixed_model_its_search_and_metrics(stage_run):
 
 
 @pytest.mark.slow
-def test_search_is_deterministic(stage_run):
-    tmp = stage_run["tmp"]
-    float_model, int8 = onnx.load(str(tmp / "float.onnx")), onnx.load(str(tmp / "qdq.onnx"))
-    images = np.random.RandomState(3).randint(0, 256, (24, 32, 32, 3)).astype(np.uint8)
-    searched, check = scored(int8, images[:16]), scored(int8, images[16:])
-    first, second = (int4_search.w4w8(float_model, int8, run_model, searched, check, 1.5, 10, 8, log=lambda _: None)
-                     for _ in range(2))
-    assert first.int4_tensors == second.int4_tensors and first.trace == second.trace
-    assert first.sensitivity == second.sensitivity
-    assert first.model.SerializeToString() == second.model.SerializeToString()
+def test_search_is_deterministic(stage_run, tmp_path):
+    """The stage's search, run again on its models and validation images, finds the same model and
+    writes the same record."""
+    from stages import quantize
+
+    model_config = stage_run["model"]
+    split = read_split(pd.read_csv(stage_run["manifest"]), stage_run["raw"], "val")
+    validation = decode_all(split.paths, model_config.res, model_config.interpolation, split.orientations)
+    float_model, int8 = onnx.load(str(stage_run["onnx"])), onnx.load(str(stage_run["qdq"]))
+    again = quantize.w4w8_search(QuantizeConfig.from_params(stage_run["params"]), float_model, int8, validation,
+                                 split.labels, quantize.predict(int8, validation), 1, tmp_path / "w4w8")
+    assert json.loads(json.dumps(again)) == json.loads((stage_run["w4w8"] / W4W8_SEARCH_FILE).read_text())
+    assert (tmp_path / "w4w8" / W4W8_MODEL_FILE).read_bytes() == (stage_run["w4w8"] / W4W8_MODEL_FILE).read_bytes()
 
 
 @pytest.mark.slow
-def test_disabled_search_writes_only_a_record_that_says_so(stage_run, tmp_path):
+def test_disabled_search_writes_only_a_record_that_says_so(tmp_path):
     from stages import quantize
 
     out = tmp_path / "w4w8"

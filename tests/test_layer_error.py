@@ -14,7 +14,7 @@ from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.convert import layer_error
 from mcuvision.report.layer_error_card import layer_error_section
 from stages import quantize
-from test_quantize_export import tiny_run
+from tiny_model import SHARED_LAYER_ERROR_IMAGES, shared_model
 
 CONV = ("st_efficientnet_lc_v1_1/block4a_se_relu6_1/Relu6;st_efficientnet_lc_v1_1/block4a_se_reduce_1/BiasAdd;"
         "st_efficientnet_lc_v1_1/block4a_se_reduce_1/convolution;st_efficientnet_lc_v1_1/block4a_se_reduce_1/Squeeze1")
@@ -65,15 +65,10 @@ def test_zero_images_writes_only_the_header(tmp_path, base_params):
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory, base_params):
-    """A 3-class model trained at 32x32, quantized by the stage with the report on 20 of 30 validation images."""
-    tmp = tmp_path_factory.mktemp("layers")
-    run = tiny_run(tmp, copy.deepcopy(base_params), classes=3, per_class=40, val_per_class=10, res=32, epochs=4)
-    run["params"]["quantize"]["layer_error_images"] = 20
-    metrics = quantize.run(QuantizeConfig.from_params(run["params"]), run["model"], 1, keras_path=tmp / "float.keras",
-                           manifest_path=run["manifest"], raw=run["raw"], tflite_out=tmp / "int8.tflite",
-                           onnx_out=tmp / "float.onnx", qdq_out=tmp / "qdq.onnx", w4w8_out=tmp / "qdq_w4w8",
-                           metrics_out=tmp / "quantize.json", reports_out=tmp / "reports")
-    return tmp, metrics
+    """The shared tiny model (tests/tiny_model.py): trained at 32x32, quantized by the stage with the report on
+    SHARED_LAYER_ERROR_IMAGES (20) of its 24 validation images."""
+    shared = shared_model(tmp_path_factory, base_params)
+    return shared["folder"], shared["metrics"]
 
 
 @pytest.mark.slow
@@ -103,7 +98,7 @@ def test_the_record_names_the_lowest_sqnr_layers_of_the_deployed_model(quantized
     tmp, metrics = quantized
     record = metrics["layer_error"]
     assert json.loads((tmp / "quantize.json").read_text())["layer_error"] == record
-    assert record["images"] == 20 and record["split"] == "val"
+    assert record["images"] == SHARED_LAYER_ERROR_IMAGES and record["split"] == "val"
     assert record["matches_deployed_quantization"], "the debugger calibrated another model than int8.tflite"
     table = pd.read_csv(tmp / "reports" / layer_error.CSV_FILE)
     lowest = table.sort_values("sqnr_db").head(3)

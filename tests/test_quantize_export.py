@@ -15,50 +15,14 @@ import pandas as pd
 import pytest
 
 from mcuvision.config.base import ConfigError
-from mcuvision.config.model import ModelConfig
 from mcuvision.config.quantize import QuantizeConfig
-from mcuvision.config.train import TrainConfig
 from mcuvision.convert import tflite_graph
 from mcuvision.data.input_pipeline import decode_all, read_split
-from mcuvision.data.synthetic import make_dataset
 from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
-from stages import export, quantize
-from stages import train as train_stage
+from stages import export
+from tiny_model import quantize_into, tiny_run
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_run(tmp, params, classes: int, per_class: int, val_per_class: int, res: int, epochs: int) -> dict:
-    """Synthetic data, a manifest, and a model trained on it by the train stage."""
-    raw = tmp / "raw"
-    make_dataset(raw, classes, per_class, 64, seed=11)
-    (raw / "SOURCE.json").write_text(json.dumps({"dataset": "synthetic", "kind": "synthetic"}))
-    rows = [{"path": f"class_{c:03d}/{n:04d}.jpg", "label": f"class_{c:03d}", "class_index": c,
-             "split": "val" if n >= per_class - val_per_class else "train"}
-            for c in range(classes) for n in range(per_class)]
-    pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
-    params["model"]["res"] = res
-    params["train"].update(epochs=epochs, batch_size=16, learning_rate=0.003, warmup_epochs=0, label_smoothing=0.0)
-    params["quantize"]["calibration_images"] = 64
-    model_config = ModelConfig.from_params(params)
-    train_stage.run(TrainConfig.from_params(params), model_config, 1, manifest_path=tmp / "manifest.csv", raw=raw,
-                    model_out=tmp / "float.keras", metrics_out=tmp / "train.json", live_dir=tmp / "live",
-                    backup_root=tmp / "backup")
-    return {"raw": raw, "manifest": tmp / "manifest.csv", "model": model_config, "params": params}
-
-
-def quantize_into(tmp, run, **overrides) -> dict:
-    params = copy.deepcopy(run["params"])  # the module-scoped run stays as trained
-    for key, value in overrides.items():
-        section, name = key.split("__")
-        params["quantize"][section][name] = value
-    paths = {k: tmp / v for k, v in (("tflite", "int8.tflite"), ("onnx", "float.onnx"), ("qdq", "qdq.onnx"))}
-    paths["w4w8"] = tmp / "qdq_w4w8"
-    metrics = quantize.run(QuantizeConfig.from_params(params), run["model"], 1, keras_path=tmp / "float.keras",
-                           manifest_path=run["manifest"], raw=run["raw"], tflite_out=paths["tflite"],
-                           onnx_out=paths["onnx"], qdq_out=paths["qdq"], w4w8_out=paths["w4w8"],
-                           metrics_out=tmp / "quantize.json")
-    return {"metrics": metrics, **paths}
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +93,6 @@ def test_int4_asked_of_tflite_is_refused(base_params):
     params["quantize"]["tflite"]["weight_bits"] = 4
     with pytest.raises(ConfigError, match="quantize.tflite.weight_bits=4"):
         QuantizeConfig.from_params(params)
-
-
-def test_five_class_weights_flash_matches_the_card(tmp_path, base_params):
-    run = tiny_run(tmp_path, copy.deepcopy(base_params), classes=5, per_class=12, val_per_class=2, res=32, epochs=1)
-    out = quantize_into(tmp_path, run)
-    weights = out["metrics"]["int8_tflite"]["weights_bytes"]
-    assert abs(weights - 517_412) / 517_412 < 0.01, weights
 
 
 def test_export_artifacts_and_c_array(trained, tmp_path):
