@@ -32,12 +32,13 @@ lint: install
 	ruff check .
 
 test: install
-	# Two workers, one test file each: TensorFlow graph tracing is single-threaded.
-	python -m pytest -n 2 --dist loadfile -m "not optional" $(PYTEST_ARGS)
+	# Two workers, a test file each (TensorFlow graph tracing is single-threaded), handed out in the order
+	# tests/conftest.py gives them (the slowest first).
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not optional" $(PYTEST_ARGS)
 
 # Also the optional checks: queued sweep, twin deterministic trainings.
 test-all: install
-	python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Re-compose params.yaml after editing conf/ (dvc exp run does this by itself).
 params: install

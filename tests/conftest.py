@@ -27,6 +27,23 @@ def stage_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
+# The order in which `make test` (pytest-xdist: --dist loadfile --no-loadscope-reorder) hands out the test
+# files: the slowest first, so that the two workers finish together (worker-seconds per file of a whole
+# run: see docs/development.md), and the three that read the shared tiny model (tests/tiny_model.py) one
+# after the other, so that the worker which built it reads it next rather than another waiting for it.
+# Files not named keep pytest's order after these.
+SLOWEST_FIRST = ("test_pipeline_dvc.py", "test_golden.py", "test_int4_search.py", "test_layer_error.py",
+                 "test_replicas.py", "test_quantize_export.py", "test_train.py", "test_error_paths.py",
+                 "test_faults.py", "test_levers.py", "test_determinism.py", "test_predict.py", "test_profile.py",
+                 "test_model.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FIRST)))  # stable: a file stays together
+
+
 @pytest.fixture(scope="session")
 def base_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))

@@ -323,7 +323,9 @@ def test_killed_quantize_leaves_no_output_and_reruns(tmp_path):
     from mcuvision.model.architecture import build_model
     from mcuvision.model.training import save_model
 
-    project = make_project(tmp_path / "p")
+    # The per-layer error report (TensorFlow Lite's debugger) is left off: it runs after the models are
+    # written, and costs a third of the stage.
+    project = make_project(tmp_path / "p", "quantize.layer_error_images=0")
     # Any weights do for quantizing: an untrained model saves a training run.
     config = ModelConfig.from_params(yaml.safe_load((project / "params.yaml").read_text()))
     keras.utils.set_random_seed(0)

@@ -275,7 +275,9 @@ def test_a_colour_order_mistake_is_outside_even_the_other_runtimes_tolerance(exp
     swapped = tflm_outputs(art / meta["files"]["tflite"], inputs[..., ::-1].copy(), tmp_path)
     q = meta["golden"]["output_quantization"]
     diff = np.abs(golden.codes_of(swapped, golden.Quantization(q["dtype"], q["scale"], q["zero_point"])) - codes)
-    assert meta["golden"]["litert_diff_steps"]["reference"] == 0, meta["golden"]
+    # LiteRT's reference kernels and TFLite Micro's round alike but not always identically: 0 steps on most
+    # models of this fixture, 1 step (255 against 254 of 256 on one image's top class) on one.
+    assert meta["golden"]["litert_diff_steps"]["reference"] <= 1, meta["golden"]
     assert (diff.max(axis=1) > meta["golden"]["tolerance_other_runtime_steps"]).mean() >= 0.5, diff.max(axis=1)
 
 

@@ -33,6 +33,7 @@ def tiny(tmp_path_factory):
 
 def configs(params, epochs: int) -> tuple[TrainConfig, ModelConfig]:
     params["model"]["res"] = 64
+    params["model"]["depth"] = 0.5  # every kind of block, half the repeats: half the tracing time
     params["train"].update(epochs=epochs, batch_size=8, learning_rate=0.002, warmup_epochs=0,
                            early_stopping_patience=10, label_smoothing=0.0)
     return TrainConfig.from_params(params), ModelConfig.from_params(params)
