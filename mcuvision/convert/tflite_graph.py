@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tensorflow.lite.python import schema_py_generated as schema
+from ai_edge_litert import schema_py_generated as schema  # the flatbuffer schema, without importing TensorFlow
 
 from mcuvision.errors import PipelineError
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import math
 
-from tensorflow.lite.python import schema_py_generated as schema
-
 from mcuvision.convert import tflite_graph
+from mcuvision.convert.tflite_graph import schema
 
 ALIGNMENT = 16  # TFLite Micro's MicroArenaBufferAlignment()
 _ITEM_BYTES = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4, "float32": 4,

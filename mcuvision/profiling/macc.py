@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 
-from tensorflow.lite.python import schema_py_generated as schema
-
 from mcuvision.convert import tflite_graph
+from mcuvision.convert.tflite_graph import schema
 
 MAIN_KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense"}
 
