@@ -28,14 +28,13 @@ def stage_env(**extra: str) -> dict:
 
 
 # The order in which `make test` (pytest-xdist: --dist loadfile --no-loadscope-reorder) hands out the test
-# files: the slowest first, so that the two workers finish together (worker-seconds per file of a whole
-# run: see docs/development.md), and the three that read the shared tiny model (tests/tiny_model.py) one
+# files: the slowest first, so that the two workers finish together (each file's seconds: `make test
+# PYTEST_ARGS=--durations=0`), and the four that read the shared tiny model (tests/tiny_model.py) one
 # after the other, so that the worker which built it reads it next rather than another waiting for it.
 # Files not named keep pytest's order after these.
-SLOWEST_FIRST = ("test_pipeline_dvc.py", "test_golden.py", "test_int4_search.py", "test_layer_error.py",
-                 "test_replicas.py", "test_quantize_export.py", "test_train.py", "test_error_paths.py",
-                 "test_faults.py", "test_levers.py", "test_determinism.py", "test_predict.py", "test_profile.py",
-                 "test_model.py")
+SLOWEST_FIRST = ("test_pipeline_dvc.py", "test_golden.py", "test_quantize_export.py", "test_int4_search.py",
+                 "test_layer_error.py", "test_replicas.py", "test_faults.py", "test_error_paths.py", "test_train.py",
+                 "test_levers.py", "test_determinism.py", "test_predict.py", "test_profile.py", "test_model.py")
 
 
 @pytest.hookimpl(tryfirst=True)

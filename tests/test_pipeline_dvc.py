@@ -69,6 +69,10 @@ def test_repro_then_noop(clone):
     quantized = json.loads((clone / "metrics" / "quantize.json").read_text())
     assert quantized["int8_tflite"]["input"]["dtype"] == "uint8"
     assert (clone / "artifacts" / "st_efficientnetlcv1_32_tfs_int8.tflite").is_file()
+    # The int4/int8 search is off by default: its output folder holds only a record that says so.
+    assert [p.name for p in (clone / "models" / "qdq_w4w8").iterdir()] == ["search.json"]
+    assert json.loads((clone / "models" / "qdq_w4w8" / "search.json").read_text()) == {"enabled": False}
+    assert "w4w8_qdq_onnx" not in quantized
     assert (clone / "artifacts" / "SHA256SUMS").is_file()
     evaluated = json.loads((clone / "metrics" / "evaluate.json").read_text())
     int8 = evaluated["int8_tflite"]
@@ -107,21 +111,16 @@ def leaf_paths(document, prefix: str = "") -> list[str]:
     return [] if document is None or isinstance(document, list) else [prefix]
 
 
-def test_exp_run_switches_dataset(clone):
-    overrides = [arg for o in TINY if not o.startswith("dataset.source.images_per_class") for arg in ("-S", o)]
-    # The per-layer int8 error report, made by the first run, is off from here on: it is a third of each
-    # quantize run (the later runs of this file carry this params.yaml on).
-    more = ("-S", "dataset.source.images_per_class=16", "-S", "quantize.layer_error_images=0")
-    run = sh("dvc", "exp", "run", "-n", "more-images", *overrides, *more, cwd=clone)
-    # The dataset row of the invalidation table: a new dataset reruns every stage. This run is that
-    # change, so it is checked here rather than by one more whole pipeline (about a fifth of this file's time).
-    assert stages_run(run.stdout) == ["ingest", "validate", "train", *AFTER_QUANTIZE], run.stdout
+def test_exp_run_switches_board(clone):
+    # A config group switched through Hydra: `-S board=...` recomposes params.yaml from conf/. It is also
+    # the board row of the invalidation table: only the profile and the card rerun.
+    overrides = [arg for o in TINY for arg in ("-S", o)]
+    run = sh("dvc", "exp", "run", "-n", "other-board", *overrides, "-S", "board=stm32f769i_disco", cwd=clone)
+    assert stages_run(run.stdout) == ["profile_on_board", "model_card"], run.stdout
     shown = json.dumps(json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout))
-    assert '"more-images"' in shown and "best_val_accuracy" in shown
-    metrics = json.loads((clone / "metrics" / "validate.json").read_text())
-    assert metrics["classes"] == 4 and metrics["images"] == 64
-    # The experiment recomposed params.yaml from conf/ with the overrides.
-    assert "images_per_class: 16" in (clone / "params.yaml").read_text()
+    assert '"other-board"' in shown and "best_val_accuracy" in shown
+    assert "name: stm32f769i_disco" in (clone / "params.yaml").read_text()
+    assert "STM32F769I-DISCO" in (clone / "reports" / "model_card.md").read_text()
 
 
 def test_failed_stage_does_not_update_lock(clone):
@@ -149,14 +148,9 @@ def repro_after_change(clone: Path, section: str, key: str, value) -> list[str]:
     return stages_run(sh("dvc", "repro", cwd=clone).stdout)
 
 
-# The invalidation table of docs/reproducibility.md, row by row, each a real `dvc repro` but the quantize
-# row's (state carries on).
+# The invalidation table of docs/reproducibility.md, row by row, each a real `dvc repro` but the dataset
+# and quantize rows (state carries on); the board row is test_exp_run_switches_board's run.
 AFTER_QUANTIZE = ["quantize", "export", "profile_on_board", "evaluate", "model_card"]
-
-
-def test_board_change_reruns_only_the_profile_and_the_card(clone):
-    assert repro_after_change(clone, "board", "clock_mhz", 480) == ["profile_on_board", "model_card"]
-    assert "480 MHz" in (clone / "reports" / "model_card.md").read_text()
 
 
 def test_evaluate_change_reruns_only_evaluate_and_the_card(clone):
@@ -169,29 +163,42 @@ def test_guard_change_reruns_nothing(clone):
                                                             "min_agreement_with_float": 0.1}) == []
 
 
-def test_quantize_change_reruns_quantize_first_and_never_train(clone):
-    # A real run of this row costs a quantize and every stage after it, about a sixth of this file's
-    # time. `dvc repro --dry` names the stages whose own params or deps changed, without running them:
-    # quantize, and export, which reads quantize's settings too. That every stage after a rerun one
-    # follows is what the real rows show.
+def stages_a_dry_run_names(clone: Path, key: str, value) -> list[str]:
+    """From an up-to-date pipeline, the stages `dvc repro --dry` names after setting the dotted `key` of
+    params.yaml to `value`: those whose own params or deps changed. params.yaml is put back after."""
     sh("dvc", "repro", cwd=clone)
     params_file = clone / "params.yaml"
     before = params_file.read_text()
     params = yaml.safe_load(before)
-    params["quantize"]["calibration_images"] = 12
+    *path, name = key.split(".")
+    section = params
+    for part in path:
+        section = section[part]
+    section[name] = value
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        assert stages_run(sh("dvc", "repro", "--dry", cwd=clone).stdout) == ["quantize", "export"]
+        return stages_run(sh("dvc", "repro", "--dry", cwd=clone).stdout)
     finally:
         params_file.write_text(before)
+
+
+# Two rows by a dry run: a real one costs a whole pipeline (dataset) or a quantize and every stage after it,
+# each about a fourth of this file's time. A dry run names the stages whose own params changed, without
+# running them; that every stage after a rerun one follows is what the real rows show.
+def test_dataset_change_reruns_from_ingest(clone):
+    assert stages_a_dry_run_names(clone, "dataset.source.images_per_class", 16) == ["ingest"]
+
+
+def test_quantize_change_reruns_quantize_first_and_never_train(clone):
+    # export reads quantize's settings too
+    assert stages_a_dry_run_names(clone, "quantize.calibration_images", 12) == ["quantize", "export"]
 
 
 def check_the_resolution_run(clone: Path) -> None:
     """What the `model.res` 32 -> 64 run left: an int8 model above chance on every test image of the
     manifest, and every model downstream of train remade at 64x64."""
     evaluated = json.loads((clone / "metrics" / "evaluate.json").read_text())
-    # The module's state carries on: after test_exp_run_switches_dataset the dataset has 16 images a
-    # class (12 test images), so the count is the manifest's, not TINY's 8.
+    # TINY's 12 images a class of 4 classes: 8 test images.
     test_images = sum(1 for row in csv.DictReader(io.StringIO((clone / "data" / "manifest.csv").read_text()))
                       if row["split"] == "test")
     assert evaluated["images"] == test_images >= 8

@@ -5,7 +5,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,30 +16,32 @@ import pytest
 from mcuvision.config.base import ConfigError
 from mcuvision.config.quantize import QuantizeConfig
 from mcuvision.convert import tflite_graph
+from mcuvision.convert.quantization import int8_tflite
 from mcuvision.data.input_pipeline import decode_all, read_split
 from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
-from stages import export
-from tiny_model import quantize_into, tiny_run
+from tiny_model import SHARED, shared_model
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_params):
-    tmp = tmp_path_factory.mktemp("q")
-    run = tiny_run(tmp, copy.deepcopy(base_params), classes=3, per_class=60, val_per_class=20, res=64, epochs=8)
-    return tmp, run, quantize_into(tmp, run)
+    """The shared tiny model (tests/tiny_model.py), trained at 32x32 and quantized by the stage: (its folder,
+    tiny_run's dict, quantize_into's)."""
+    shared = shared_model(tmp_path_factory, base_params)
+    return shared["folder"], shared, shared
 
 
+RES = SHARED["res"]
 NEAR_TIE = 0.2  # float top-1 minus top-2 probability below which int8 rounding may flip the class
 
 
 def test_int8_models_agree_with_float_on_held_out_images(trained):
-    """int8 may flip only near-ties of the float model; a tiny 8-epoch model has a few, and which
+    """int8 may flip only near-ties of the float model; a tiny 6-epoch model has a few, and which
     ones depends on the CPU's float kernels, so the check is on the confident images, not a count."""
     _, run, out = trained
     m = out["metrics"]
-    assert m["agreement_images"] == 60
+    assert m["agreement_images"] == SHARED["classes"] * SHARED["val_per_class"] // 2  # the other half is test
     res, interpolation = run["model"].res, run["model"].interpolation
     images = decode_all(read_split(pd.read_csv(run["manifest"]), run["raw"], "val").paths, res, interpolation)
     reference = keras_predict(keras.models.load_model(out["tflite"].parent / "float.keras"), images)
@@ -54,18 +55,11 @@ def test_int8_models_agree_with_float_on_held_out_images(trained):
         assert m[name]["agreement_with_float"] >= 0.9, m
 
 
-def test_w4w8_off_by_default_leaves_only_a_record_that_says_so(trained):
-    _, _, out = trained
-    assert [p.name for p in out["w4w8"].iterdir()] == ["search.json"]
-    assert json.loads((out["w4w8"] / "search.json").read_text()) == {"enabled": False}
-    assert "w4w8_qdq_onnx" not in out["metrics"]
-
-
 def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
     _, _, out = trained
     graph = tflite_graph.load(out["tflite"].read_bytes())
     (inp,), (outp,) = tflite_graph.io_tensors(graph)
-    assert inp.dtype == "uint8" and inp.shape == (1, 64, 64, 3)
+    assert inp.dtype == "uint8" and inp.shape == (1, RES, RES, 3)
     assert inp.scale == (1.0,) and inp.zero_point == (0,), "raw pixels 0..255 go in unchanged"
     assert outp.dtype == "float32" and outp.shape == (1, 3)
     assert tflite_graph.float_tensors(graph) == []
@@ -77,15 +71,21 @@ def test_float_onnx_matches_keras(trained):
     assert out["metrics"]["float_onnx"]["max_abs_diff_vs_keras"] < 1e-4
 
 
-def test_per_tensor_option_changes_the_model(trained, tmp_path):
+def test_per_tensor_option_changes_the_model(trained):
+    """quantize.tflite.granularity reaches the converter: the stage's per-channel model has several
+    scales per weight tensor, the same model converted per-tensor one."""
     tmp, run, out = trained
-    shutil.copy(tmp / "float.keras", tmp_path / "float.keras")
-    other = quantize_into(tmp_path, run, tflite__granularity="per_tensor")
-    graph = tflite_graph.load(other["tflite"].read_bytes())
-    conv_scales = [len(t.quantization.scale) for t in graph.subgraphs[0].tensors
-                   if t.quantization is not None and t.quantization.scale is not None
-                   and t.buffer and graph.buffers[t.buffer].data is not None]
-    assert max(conv_scales) == 1, "per-tensor: one scale per weight tensor"
+    params = copy.deepcopy(run["params"])
+    params["quantize"]["tflite"]["granularity"] = "per_tensor"
+    images = decode_all(read_split(pd.read_csv(run["manifest"]), run["raw"], "train").paths[:16], run["model"].res,
+                        run["model"].interpolation)
+    per_tensor = int8_tflite(keras.models.load_model(tmp / "float.keras"), images, QuantizeConfig.from_params(params))
+    for content, most in ((out["tflite"].read_bytes(), lambda n: n > 1), (per_tensor, lambda n: n == 1)):
+        graph = tflite_graph.load(content)
+        scales = [len(t.quantization.scale) for t in graph.subgraphs[0].tensors
+                  if t.quantization is not None and t.quantization.scale is not None
+                  and t.buffer and graph.buffers[t.buffer].data is not None]
+        assert most(max(scales)), scales
 
 
 def test_int4_asked_of_tflite_is_refused(base_params):
@@ -95,14 +95,17 @@ def test_int4_asked_of_tflite_is_refused(base_params):
         QuantizeConfig.from_params(params)
 
 
-def test_export_artifacts_and_c_array(trained, tmp_path):
+@pytest.fixture(scope="module")
+def exported(trained):
+    """The export stage's artifacts of the shared model: (the names of its files, the folder)."""
+    _, shared, _ = trained
+    return sorted(p.name for p in shared["artifacts"].iterdir()), shared["artifacts"]
+
+
+def test_export_artifacts_and_c_array(trained, exported, tmp_path):
     tmp, run, out = trained
-    files = export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
-                       tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
-                       train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
-                       manifest_path=run["manifest"], raw=run["raw"], out=tmp_path / "artifacts")
-    art = tmp_path / "artifacts"
-    stem = "st_efficientnetlcv1_64_tfs"
+    files, art = exported
+    stem = f"st_efficientnetlcv1_{RES}_tfs"
     for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
                  "labels.txt", "metadata.json", f"{stem}_int8.c", f"{stem}_int8.h", "SHA256SUMS"):
         assert name in files and (art / name).is_file(), name
@@ -131,24 +134,21 @@ def test_export_artifacts_and_c_array(trained, tmp_path):
     assert (tmp_path / "out.bin").read_bytes() == out["tflite"].read_bytes()
 
 
-def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained, tmp_path):
+def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained, exported, tmp_path):
     """The README's lines, run in a fresh interpreter from the artifacts folder: the model loads in
     safe mode without this project and gives the same outputs as the trained model."""
-    tmp, run, out = trained
-    export.run(run["model"], QuantizeConfig.from_params(run["params"]), 1, keras_path=tmp / "float.keras",
-               tflite_path=out["tflite"], onnx_path=out["onnx"], qdq_path=out["qdq"], w4w8_dir=out["w4w8"],
-               train_metrics=tmp / "train.json", source_record=run["raw"] / "SOURCE.json",
-               manifest_path=run["manifest"], raw=run["raw"], out=tmp_path / "artifacts")
-    art = tmp_path / "artifacts"
+    tmp, _, _ = trained
+    _, art = exported
     readme = (art / "README.md").read_text()
     snippet = readme.split("```python\n")[1].split("```")[0]
-    pixels = np.random.RandomState(0).randint(0, 256, (4, 64, 64, 3)).astype(np.float32)
+    pixels = np.random.RandomState(0).randint(0, 256, (4, RES, RES, 3)).astype(np.float32)
     np.save(tmp_path / "pixels.npy", pixels)
     check = (snippet + "import sys, numpy\n"
              "assert not any(m == 'mcuvision' or m.startswith(('mcuvision.', 'stages')) for m in sys.modules), "
              "sys.modules\n"
-             f"numpy.save('probs.npy', model.predict(numpy.load({str(tmp_path / 'pixels.npy')!r}), verbose=0))\n")
+             f"numpy.save({str(tmp_path / 'probs.npy')!r}, model.predict(numpy.load({str(tmp_path / 'pixels.npy')!r}), "
+             "verbose=0))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", check], cwd=art, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)
     expected = keras.models.load_model(tmp / "float.keras").predict(pixels, verbose=0)
-    np.testing.assert_array_equal(np.load(art / "probs.npy"), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "probs.npy"), expected)
