@@ -56,7 +56,7 @@ def test_a_screening_sweep_trains_each_lever_on_the_same_split_and_resumes(tmp_p
     out = tmp_path / "runs.csv"
     command = [sys.executable, str(ROOT / "benchmarks" / "levers.py"), "--images", str(images), "--screen",
                "--set", "train.epochs=1", "--set", "train.warmup_epochs=0", "--set", "train.batch_size=8",
-               "--set", "dataset.checks.min_side=16", "--set", "model.depth=0.5",
+               "--set", "dataset.checks.min_side=16", "--set", "model.depth=0.1",
                "--lever", "baseline=", "--lever", "no smoothing=train.label_smoothing=0.0", "--seeds", "1",
                "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)

@@ -79,7 +79,8 @@ def test_training_runs_on_two_replicas_with_bfloat16(trained):
 
 
 def test_the_training_step_compiles_with_xla(tmp_path):
-    folder = project(tmp_path, "train.epochs=1", "train.low_res=null", "train.low_res_epochs=0")
+    # One block a stage (depth 0.1): every kind of layer, a fifth of the graph for XLA to compile.
+    folder = project(tmp_path, "model.depth=0.1", "train.epochs=1", "train.low_res=null", "train.low_res_epochs=0")
     log = run([sys.executable, "-c", TRAIN], folder, DEVICES="1", XLA="1").stdout
     metrics = json.loads((folder / "metrics" / "train.json").read_text())
     assert (metrics["replicas"], metrics["precision_policy"], metrics["xla"]) == (1, "mixed_bfloat16", True)
