@@ -323,6 +323,7 @@ VIEWS: dict[str, dict[str, Callable[[Rows], tuple[list[str], list[list[str]]]]]]
     "step_speed.csv": {"step_speed": step_speed},
     "validate_speed.csv": {"validate_speed": validate_speed},
     "pipeline_speed.csv": {"pipeline_speed": pipeline_speed},
+    "test_suite.csv": {"pipeline_speed": pipeline_speed},
     "w4w8_flowers.csv": {"w4w8": w4w8},
     "calibration_images.csv": {"calibration": calibration},
     "board_latency_h747.csv": {"board_latency": board_latency},
