@@ -19,29 +19,30 @@ from mcuvision.convert import tflite_graph
 from mcuvision.convert.quantization import int8_tflite
 from mcuvision.data.input_pipeline import decode_all, read_split
 from mcuvision.runtime.runners import OnnxRunner, TfliteRunner, agreement, keras_predict
-from tiny_model import SHARED, shared_model
+from tiny_model import SHARED, quantize_into, shared_model, tiny_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_params):
-    """The shared tiny model (tests/tiny_model.py), trained at 32x32 and quantized by the stage: (its folder,
-    tiny_run's dict, quantize_into's)."""
-    shared = shared_model(tmp_path_factory, base_params)
-    return shared["folder"], shared, shared
+    """A model of its own for the int8 checks, at 64x64 and 8 epochs: the shared one (32x32, 6 epochs) is less
+    sure of its held-out images, and its int8 TFLite model flipped 2 of 24 of them that the float model put
+    more than NEAR_TIE ahead (seen once, Intel Xeon)."""
+    tmp = tmp_path_factory.mktemp("q")
+    run = tiny_run(tmp, copy.deepcopy(base_params), classes=3, per_class=60, val_per_class=20, res=64, epochs=8)
+    return tmp, run, quantize_into(tmp, run)
 
 
-RES = SHARED["res"]
 NEAR_TIE = 0.2  # float top-1 minus top-2 probability below which int8 rounding may flip the class
 
 
 def test_int8_models_agree_with_float_on_held_out_images(trained):
-    """int8 may flip only near-ties of the float model; a tiny 6-epoch model has a few, and which
+    """int8 may flip only near-ties of the float model; a tiny 8-epoch model has a few, and which
     ones depends on the CPU's float kernels, so the check is on the confident images, not a count."""
     _, run, out = trained
     m = out["metrics"]
-    assert m["agreement_images"] == SHARED["classes"] * SHARED["val_per_class"] // 2  # the other half is test
+    assert m["agreement_images"] == 60
     res, interpolation = run["model"].res, run["model"].interpolation
     images = decode_all(read_split(pd.read_csv(run["manifest"]), run["raw"], "val").paths, res, interpolation)
     reference = keras_predict(keras.models.load_model(out["tflite"].parent / "float.keras"), images)
@@ -59,7 +60,7 @@ def test_int8_tflite_takes_raw_uint8_pixels_and_holds_no_float_op(trained):
     _, _, out = trained
     graph = tflite_graph.load(out["tflite"].read_bytes())
     (inp,), (outp,) = tflite_graph.io_tensors(graph)
-    assert inp.dtype == "uint8" and inp.shape == (1, RES, RES, 3)
+    assert inp.dtype == "uint8" and inp.shape == (1, 64, 64, 3)
     assert inp.scale == (1.0,) and inp.zero_point == (0,), "raw pixels 0..255 go in unchanged"
     assert outp.dtype == "float32" and outp.shape == (1, 3)
     assert tflite_graph.float_tensors(graph) == []
@@ -96,15 +97,19 @@ def test_int4_asked_of_tflite_is_refused(base_params):
 
 
 @pytest.fixture(scope="module")
-def exported(trained):
-    """The export stage's artifacts of the shared model: (the names of its files, the folder)."""
-    _, shared, _ = trained
-    return sorted(p.name for p in shared["artifacts"].iterdir()), shared["artifacts"]
+def exported(tmp_path_factory, base_params):
+    """The shared tiny model (tests/tiny_model.py) and its artifacts, as the export stage wrote them:
+    (the shared dict, the names of the artifacts' files)."""
+    shared = shared_model(tmp_path_factory, base_params)
+    return shared, sorted(p.name for p in shared["artifacts"].iterdir())
 
 
-def test_export_artifacts_and_c_array(trained, exported, tmp_path):
-    tmp, run, out = trained
-    files, art = exported
+RES = SHARED["res"]
+
+
+def test_export_artifacts_and_c_array(exported, tmp_path):
+    run, files = exported
+    tmp, out, art = run["folder"], run, run["artifacts"]
     stem = f"st_efficientnetlcv1_{RES}_tfs"
     for name in (f"{stem}_int8.tflite", f"{stem}_qdq_int8.onnx", f"{stem}.keras", f"{stem}.onnx",
                  "labels.txt", "metadata.json", f"{stem}_int8.c", f"{stem}_int8.h", "SHA256SUMS"):
@@ -134,11 +139,11 @@ def test_export_artifacts_and_c_array(trained, exported, tmp_path):
     assert (tmp_path / "out.bin").read_bytes() == out["tflite"].read_bytes()
 
 
-def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(trained, exported, tmp_path):
+def test_exported_keras_model_loads_with_plain_keras_as_its_readme_says(exported, tmp_path):
     """The README's lines, run in a fresh interpreter from the artifacts folder: the model loads in
     safe mode without this project and gives the same outputs as the trained model."""
-    tmp, _, _ = trained
-    _, art = exported
+    shared, _ = exported
+    tmp, art = shared["folder"], shared["artifacts"]
     readme = (art / "README.md").read_text()
     snippet = readme.split("```python\n")[1].split("```")[0]
     pixels = np.random.RandomState(0).randint(0, 256, (4, RES, RES, 3)).astype(np.float32)
