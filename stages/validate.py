@@ -213,7 +213,8 @@ def main() -> None:
         parts = [f"{', '.join(issue['names'][:10])}{more}" if issue["names"] else "",
                  f"{issue['unexpected_count']} rows {', '.join(issue['files'][:5])}"
                  f"{' ...' if len(issue['files']) > 5 else ''}" if issue["files"] else ""]
-        print(f"validate: warning: {issue['check']}: {'; '.join(p for p in parts if p)}")
+        bounds = f" ({issue['bounds']})" if issue.get("bounds") else ""  # absent from older records
+        print(f"validate: warning: check not met: {issue['check']}{bounds}: {'; '.join(p for p in parts if p)}")
     near = summary["near_duplicates"]
     if near["pairs"]:
         print(f"validate: {near['pairs']} near-duplicate pairs ({near['cross_split_pairs']} across splits); "

@@ -235,7 +235,7 @@ def test_class_names_alike_but_for_case_or_normalisation_are_a_warning_naming_bo
     src = image_tree(tmp_path / "src", {"Cat": 2, "cat": 2, nfc: 2, nfd: 2, "dog": 2})
     config, _ = ingest_folder(src, tmp_path / "raw", checks=LOOSE)
     summary = run_validate(config, tmp_path / "raw", tmp_path / "out")
-    issue = next(i for i in summary["issues"] if i["check"].startswith("class names differ"))
+    issue = next(i for i in summary["issues"] if i["check"].startswith("class names distinct"))
     assert issue["severity"] == "warning"
     assert issue["names"] == ["Cat and cat", "'cre\\u0300me' (NFD) and 'cr\\xe8me' (NFC)"]  # in class order
 
@@ -267,6 +267,9 @@ def test_an_empty_val_split_is_a_warning_and_train_refuses_it_in_one_sentence(tm
     assert issue["severity"] == "warning" and issue["names"] == ["val (no image at all)", "test (no image at all)"]
     with pytest.raises(EmptySplitError, match="the val split has no image"):
         read_split(pd.read_csv(project / "data" / "manifest.csv"), raw, "val")
+    done = run_stage("validate", project)  # the warning as printed: what is wrong, not only the check's name
+    assert done.returncode == 0, done.stderr
+    assert "validate: warning: check not met: no empty split: val (no image at all)" in done.stdout, done.stdout
     done = run_stage("train", project)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

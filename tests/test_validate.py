@@ -139,7 +139,9 @@ def test_size_and_balance_out_of_bounds_are_warnings(tmp_path):
     summary, _ = run_validate(tmp_path, config)
     checks = {i["check"]: i for i in summary["issues"]}
     assert checks["image width within bounds"]["severity"] == "warning"
+    assert checks["image width within bounds"]["bounds"] == "expected 32 to 4096, found 24"  # jpeg_bytes: 24 px
     assert checks["class balance"]["unexpected_count"] == 3
+    assert checks["class balance"]["bounds"] == "expected at least 0.2, found 0.1"  # 3 dog / 30 cat
 
 
 def blocky_bytes(seed: int, fmt: str, side: int = 128, mode: str = "RGB") -> bytes:

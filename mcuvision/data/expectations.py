@@ -31,11 +31,12 @@ class Finding:
     files: list[str]
     observed: object = None
     names: list[str] = field(default_factory=list)
+    bounds: str = ""  # what the check expects and what it found, e.g. "expected 32 to 4096, found 1"
 
     def as_dict(self) -> dict:
         return {"check": self.check, "severity": self.severity, "success": self.success,
                 "unexpected_count": self.unexpected_count, "files": self.files[:50],
-                "names": self.names[:50], "observed": self.observed}
+                "names": self.names[:50], "observed": self.observed, "bounds": self.bounds}
 
 
 def structural_problems(rows: pd.DataFrame, classes: list[str]) -> list[str]:
@@ -78,7 +79,7 @@ def look_alike_classes(classes: list[str]) -> Finding:
     for names in clashes:
         same_print = len({unicodedata.normalize("NFC", n) for n in names}) < len(names)
         named.append(" and ".join(shown(n) if same_print else n for n in names))
-    return Finding(check="class names differ beyond case and Unicode normalisation", severity="warning",
+    return Finding(check="class names distinct after case folding and Unicode normalisation", severity="warning",
                    success=not clashes, unexpected_count=len(clashes), files=[], names=named)
 
 
@@ -171,4 +172,18 @@ def _finding(result, rows: pd.DataFrame) -> Finding:
     severity = getattr(config.severity, "value", str(config.severity)).lower()
     return Finding(check=config.description or config.type, severity=severity, success=bool(result.success),
                    unexpected_count=int(details.get("unexpected_count") or 0), files=files,
-                   observed=details.get("observed_value"), names=sorted(names))
+                   observed=details.get("observed_value"), names=sorted(names),
+                   bounds="" if result.success else _bounds(config, details))
+
+
+def _bounds(config, details: dict) -> str:
+    """'expected 32 to 4096, found 1' for a failed range expectation over rows: the warning then
+    says what was wrong, not only the check's name. '' for other expectations."""
+    low, high = config.kwargs.get("min_value"), config.kwargs.get("max_value")
+    if (low is None and high is None) or config.type.startswith("expect_column_distinct_values"):
+        return ""
+    expected = (f"{low:g} to {high:g}" if low is not None and high is not None
+                else f"at least {low:g}" if low is not None else f"at most {high:g}")
+    found = sorted({float(v) for v in details.get("partial_unexpected_list") or []})
+    shown = ", ".join(f"{v:.3g}" for v in found[:5]) + (" ..." if len(found) > 5 else "")
+    return f"expected {expected}" + (f", found {shown}" if found else "")
