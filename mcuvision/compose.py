@@ -70,6 +70,17 @@ def nearest_key(overrides: list[str], bad: str) -> str | None:
     return ".".join(fixed)
 
 
+def parse_detail(error) -> str:
+    """What Hydra's override grammar stumbled on: its lexer names only its exception class and marks
+    the character with a caret on the next line, so that character is named instead."""
+    lines = str(error.message).splitlines()
+    if lines[0].startswith("LexerNoViableAltException") and len(lines) > 1 and "^" in lines[1]:
+        column = lines[1].index("^")
+        if column < len(lines[0]):
+            return f"no token can start at {lines[0][column]!r}"
+    return one_line(error)
+
+
 def message(error: Exception, overrides: list[str]) -> str:
     """The one line a user sees for a composition error: Hydra's own words, with a quoting hint for an
     override that does not parse, and the nearest known key for one that names no key (Hydra then
@@ -77,8 +88,8 @@ def message(error: Exception, overrides: list[str]) -> str:
     from hydra.errors import OverrideParseException
 
     if isinstance(error, OverrideParseException):
-        return (f"{one_line(error)}; quote a value that holds '~', '=' or other special characters, e.g. "
-                "'dataset.source.path=\"/data/my photos/a=b\"'")
+        return (f"the override {error.override} does not parse ({parse_detail(error)}); quote a value that holds "
+                "'~', '=' or other special characters, e.g. 'dataset.source.path=\"/data/my photos/a=b\"'")
     unknown = re.match(r"Could not override '([^']+)'", str(error))
     near = nearest_key(overrides, unknown.group(1)) if unknown else None
     if unknown and near and near != unknown.group(1):
