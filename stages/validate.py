@@ -213,7 +213,7 @@ def main() -> None:
         parts = [f"{', '.join(issue['names'][:10])}{more}" if issue["names"] else "",
                  f"{issue['unexpected_count']} rows {', '.join(issue['files'][:5])}"
                  f"{' ...' if len(issue['files']) > 5 else ''}" if issue["files"] else ""]
-        bounds = f" ({issue['bounds']})" if issue.get("bounds") else ""  # absent from older records
+        bounds = f" ({issue['bounds']})" if issue["bounds"] else ""
         print(f"validate: warning: check not met: {issue['check']}{bounds}: {'; '.join(p for p in parts if p)}")
     near = summary["near_duplicates"]
     if near["pairs"]:

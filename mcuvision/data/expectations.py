@@ -177,13 +177,14 @@ def _finding(result, rows: pd.DataFrame) -> Finding:
 
 
 def _bounds(config, details: dict) -> str:
-    """'expected 32 to 4096, found 1' for a failed range expectation over rows: the warning then
-    says what was wrong, not only the check's name. '' for other expectations."""
+    """'expected 32 to 4096, found 1' for a failed range expectation: the warning then says what
+    was wrong, not only the check's name. '' for other expectations. The values found are those of
+    every row outside the range (the suite runs with the COMPLETE result format)."""
     low, high = config.kwargs.get("min_value"), config.kwargs.get("max_value")
-    if (low is None and high is None) or config.type.startswith("expect_column_distinct_values"):
+    if low is None and high is None:
         return ""
     expected = (f"{low:g} to {high:g}" if low is not None and high is not None
                 else f"at least {low:g}" if low is not None else f"at most {high:g}")
-    found = sorted({float(v) for v in details.get("partial_unexpected_list") or []})
+    found = sorted({float(v) for v in details.get("unexpected_list") or []})
     shown = ", ".join(f"{v:.3g}" for v in found[:5]) + (" ..." if len(found) > 5 else "")
     return f"expected {expected}" + (f", found {shown}" if found else "")
