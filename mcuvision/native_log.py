@@ -19,12 +19,15 @@ of the pipe has gone.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import select
 import signal
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 # Abseil / glog: severity letter, MMDD, time, thread id, file:line]
 NATIVE_LINE = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\s\]]+:\d+\] ")
@@ -134,6 +137,47 @@ def filter_stderr() -> None:
 
     atexit.register(_drain)
 
+
+
+@dataclass
+class Held:
+    """What was written to file descriptor 2 inside `held_stderr()` (bytes, once the block ends)."""
+    text: bytes = b""
+
+    def release(self) -> None:
+        """Write the held bytes to stderr now (through the filter above, when it runs)."""
+        sys.stderr.flush()
+        if self.text:
+            os.write(2, self.text)
+
+
+@contextlib.contextmanager
+def held_stderr():
+    """Hold file descriptor 2 in a temporary file for the block: for work whose native messages
+    duplicate what the caller reports itself. TensorFlow's image decoders print libjpeg's complaint
+    about a bad file ("Input file read error", "Premature end of JPEG data ...") without naming it,
+    before the error the caller catches and reports with the file's name. Yields a Held; the caller
+    releases it when it found nothing that explains the text. If the block raises, the text is
+    released first, so nothing is lost on the way to the error."""
+    sys.stderr.flush()
+    held, saved = Held(), os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            yield held
+        except BaseException:
+            _restore(saved, buffer, held)
+            held.release()
+            raise
+        _restore(saved, buffer, held)
+
+
+def _restore(saved: int, buffer, held: Held) -> None:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    buffer.seek(0)
+    held.text = buffer.read()
 
 
 def is_program_start() -> bool:

@@ -230,6 +230,20 @@ def test_validate_names_a_raw_file_name_that_is_not_utf8_in_one_sentence(tmp_pat
         run_validate(dataset_config({"kind": "folder", "path": str(raw)}), raw, tmp_path / "out")
 
 
+def test_a_file_the_decoder_refuses_is_named_by_validate_alone(tmp_path):
+    """TensorFlow's JPEG decoder writes "Input file read error" to stderr, naming no file, each time it
+    meets a JPEG without its end marker: the stage's own lines name it, and they are all stderr holds."""
+    src = image_tree(tmp_path / "src", {"cat": 3, "dog": 3})
+    (src / "cat" / "no_end_marker.jpg").write_bytes(jpeg_bytes(60, size=64)[:-2])
+    project = project_with(tmp_path, {"kind": "folder", "path": str(src)}, LOOSE)
+    assert run_stage("ingest", project).returncode == 0
+    done = run_stage("validate", project)
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "img/s]" not in line]  # progress bars
+    assert done.returncode == 2 and lines[0] == "validate failed: critical data checks failed:", done.stderr
+    assert lines[-1].strip().startswith("cat/no_end_marker.jpg: TensorFlow: jpeg::Uncompress failed"), done.stderr
+    assert len(lines) == 3, done.stderr
+
+
 def test_class_names_alike_but_for_case_or_normalisation_are_a_warning_naming_both(tmp_path):
     nfc, nfd = unicodedata.normalize("NFC", "crème"), unicodedata.normalize("NFD", "crème")
     src = image_tree(tmp_path / "src", {"Cat": 2, "cat": 2, nfc: 2, nfd: 2, "dog": 2})

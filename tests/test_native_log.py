@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from mcuvision.native_log import keep
+from mcuvision.native_log import held_stderr, keep
 
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 INFO = "I0000 00:00:1796406570.803179    2325 port.cc:153] oneDNN custom operations are on."
@@ -64,3 +64,21 @@ def test_a_library_import_leaves_stderr_alone(tmp_path):
 ])
 def test_which_lines_are_kept(line, level, kept):
     assert keep(line.encode(), level) is kept
+
+
+def test_held_stderr_keeps_native_writes_until_released(capfd):
+    import os
+    with held_stderr() as held:
+        os.write(2, b"Input file read error\n")  # as libjpeg writes it: straight to file descriptor 2
+    assert capfd.readouterr().err == ""
+    assert held.text == b"Input file read error\n"
+    held.release()
+    assert capfd.readouterr().err == "Input file read error\n"
+
+
+def test_held_stderr_releases_what_it_held_when_the_block_fails(capfd):
+    import os
+    with pytest.raises(RuntimeError), held_stderr():
+        os.write(2, b"the native reason\n")
+        raise RuntimeError("the decode failed")
+    assert capfd.readouterr().err == "the native reason\n"

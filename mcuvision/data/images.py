@@ -34,6 +34,8 @@ import imagehash
 from PIL import ExifTags, Image
 from tqdm import tqdm
 
+from mcuvision.native_log import held_stderr
+
 # What the training pipeline's tf.io.decode_image reads; anything else must not enter the manifest.
 # MPO: PIL's name for the multi-picture JPEGs many phones write; TensorFlow decodes their first image.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP")
@@ -108,21 +110,23 @@ def tensorflow_refusals(paths: list[str]) -> dict[str, str]:
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return path, tf.shape(image)  # the shape depends on the decode, so it is not pruned away
 
-    with tf.device("/CPU:0"):
+    refused = {}
+    with held_stderr() as decoder_lines, tf.device("/CPU:0"):
         # os.fsencode: a file name that is not valid UTF-8 reaches TensorFlow as its bytes on disk.
         ds = (tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in paths])
               .map(decodes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
               .ignore_errors()  # a failed element is dropped: the refused files are the ones missing
               .batch(256))  # per-element iteration in Python costs more than the decode itself
         decoded = {os.fsdecode(p) for batch, _ in ds.as_numpy_iterator() for p in batch}
-    refused = {}
-    for path in (p for p in paths if p not in decoded):  # few: decode again, one by one, for the message
-        try:
-            tf.io.decode_image(tf.io.read_file(os.fsencode(path)), channels=3, expand_animations=False)
-            refused[path] = "TensorFlow failed to decode it in a batch"
-        except Exception as error:  # TF raises several types; the message is what the user needs
-            message = getattr(error, "message", str(error)).split("\n")[0]
-            refused[path] = "TensorFlow: " + _TF_NOISE.sub("", message).strip()
+        for path in (p for p in paths if p not in decoded):  # few: decode again, one by one, for the message
+            try:
+                tf.io.decode_image(tf.io.read_file(os.fsencode(path)), channels=3, expand_animations=False)
+                refused[path] = "TensorFlow failed to decode it in a batch"
+            except Exception as error:  # TF raises several types; the message is what the user needs
+                message = getattr(error, "message", str(error)).split("\n")[0]
+                refused[path] = "TensorFlow: " + _TF_NOISE.sub("", message).strip()
+    if not refused:  # the decoder's lines explain a refusal, named with its file; otherwise they are shown
+        decoder_lines.release()
     return refused
 
 

@@ -48,6 +48,7 @@ from mcuvision.config.model import INTERPOLATIONS
 from mcuvision.data.images import DECODABLE_FORMATS
 from mcuvision.data.sources import IMAGE_SUFFIXES, is_junk
 from mcuvision.errors import USER_ERROR, PipelineError
+from mcuvision.native_log import held_stderr
 from mcuvision.runtime.runners import Predictor, UnsupportedModel, load_predictor
 
 # TensorFlow is imported only when images are decoded (so --help and argument errors are
@@ -259,18 +260,21 @@ def _decode_batch(paths: list[Path], res: int, interpolation: str) -> tuple[list
     from mcuvision.data.input_pipeline import decode, decode_all, file_orientations
 
     orientations = file_orientations([str(p) for p in paths])  # EXIF, applied as in training
-    try:
-        return paths, decode_all([str(p) for p in paths], res, interpolation, orientations), []
-    except tf.errors.OpError:
-        pass
     good, images, failures = [], [], []
-    for path, orientation in zip(paths, orientations):
+    with held_stderr() as decoder_lines:
         try:
-            images.append(decode(tf.constant(os.fsencode(path)), res, interpolation, orientation).numpy())
-            good.append(path)
-        except tf.errors.OpError as error:
-            failures.append(Failure(str(path), _tf_reason(error)))
-    return good, np.stack(images) if images else np.zeros((0, res, res, 3), np.uint8), failures
+            good, batch = paths, decode_all([str(p) for p in paths], res, interpolation, orientations)
+        except tf.errors.OpError:
+            for path, orientation in zip(paths, orientations):
+                try:
+                    images.append(decode(tf.constant(os.fsencode(path)), res, interpolation, orientation).numpy())
+                    good.append(path)
+                except tf.errors.OpError as error:
+                    failures.append(Failure(str(path), _tf_reason(error)))
+            batch = np.stack(images) if images else np.zeros((0, res, res, 3), np.uint8)
+    if not failures:  # the decoder's lines explain a failure, named with its file; otherwise they are shown
+        decoder_lines.release()
+    return good, batch, failures
 
 
 def classify(classifier: Classifier, paths: Sequence[Path], top_k: int = 3, batch: int = 32,
