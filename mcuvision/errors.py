@@ -31,6 +31,19 @@ def require_inputs(*paths: Path | None, hint: str = REPRO_HINT) -> None:
         raise MissingInputError(f"{', '.join(missing)}: no such file or folder{f' ({hint})' if hint else ''}")
 
 
+class NotAFileError(PipelineError, IsADirectoryError):
+    """A folder was given where a file (a model, a record) is expected."""
+
+
+def require_files(*paths: Path | None, hint: str = REPRO_HINT) -> None:
+    """require_inputs(), and each of `paths` a file: a folder given for a model is named in one
+    sentence (NotAFileError) instead of failing later as IsADirectoryError."""
+    require_inputs(*paths, hint=hint)
+    folders = [str(p) for p in paths if p is not None and Path(p).is_dir()]
+    if folders:
+        raise NotAFileError(f"{', '.join(folders)}: a folder, where a file is expected")
+
+
 def fail(stage: str, error: PipelineError) -> NoReturn:
     """The one-line report of a user's mistake, then exit status 2."""
     print(f"{stage} failed: {error}", file=sys.stderr)

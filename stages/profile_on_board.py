@@ -36,7 +36,7 @@ from mcuvision.cli import prog
 from mcuvision.config.base import load_params
 from mcuvision.config.board import BoardConfig, load_board_dir
 from mcuvision.convert import onnx_graph, tflite_graph
-from mcuvision.errors import PipelineError, fail, require_inputs
+from mcuvision.errors import PipelineError, fail, require_files, require_inputs
 from mcuvision.formats import W4W8_MODEL_FILE
 from mcuvision.profiling import board_latency, latency, liveness, macc, profile_md, stedgeai, tflm
 from mcuvision.profiling import boards as board_model
@@ -121,7 +121,8 @@ def profile(tflite_path: Path, qdq_path: Path | None, boards: dict[str, BoardCon
 
 def run(board: BoardConfig, *, tflite_path: Path, qdq_path: Path | None, board_dir: Path, metrics_out: Path,
         report_out: Path, repeats: int = 20, w4w8_dir: Path | None = None) -> dict:
-    require_inputs(tflite_path, qdq_path, board_dir)
+    require_inputs(tflite_path, qdq_path, board_dir)  # every missing one named at once
+    require_files(tflite_path, qdq_path)
     w4w8_path = w4w8_dir / W4W8_MODEL_FILE if w4w8_dir is not None else None
     w4w8_path = w4w8_path if w4w8_path is not None and w4w8_path.is_file() else None
     boards = load_board_dir(board_dir)
@@ -170,7 +171,7 @@ def main() -> None:
                 parser.error("standalone use needs exactly one of --board NAME or --board-file PATH")
             board = (BoardConfig.from_file(args.board_file) if args.board_file
                      else BoardConfig.from_file(args.boards / f"{args.board}.yaml"))
-            require_inputs(args.model, args.onnx, hint="")
+            require_files(args.model, args.onnx, hint="")
             result = profile(args.model, args.onnx, {board.name: board}, board.name, args.repeats)
             text = profile_md.render(result)
             if args.metrics:

@@ -1,6 +1,6 @@
 """A user's mistake on the command line is one line naming the file (and the op), exit status 2,
 never a Python traceback: predict and profile_on_board given a missing file, a file that is not a
-model, or a model with an op TFLite Micro lacks."""
+model, a folder, or a model with an op TFLite Micro lacks."""
 from __future__ import annotations
 
 import os
@@ -32,6 +32,7 @@ def not_models(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     for suffix in (".tflite", ".onnx", ".keras"):
         (folder / f"notes{suffix}").write_text("meeting notes, not a model\n")
+    (folder / "folder.tflite").mkdir()  # a folder named like a model
     return folder
 
 
@@ -63,7 +64,7 @@ def test_predict_names_a_missing_model(tmp_path):
     assert_one_line_naming(done, str(model))
 
 
-@pytest.mark.parametrize("name", ["missing.tflite", "notes.tflite"])
+@pytest.mark.parametrize("name", ["missing.tflite", "notes.tflite", "folder.tflite"])
 def test_profile_names_a_missing_file_or_one_that_is_not_a_model(not_models, name):
     model = not_models / name
     done = run_cli("stages.profile_on_board", "--model", str(model), "--board", "stm32h747i_disco")
